@@ -1,4 +1,14 @@
-"""LIFT-CAM reproduction: CAM methods as coefficient rules over one layer's activation maps."""
-from . import data, models
+"""LIFT-CAM reproduction: CAM methods as coefficient rules over one layer's activation maps.
 
-__all__ = ["data", "models"]
+    >>> import liftcam
+    >>> s = liftcam.models.load("efficientnet_lite0")
+    >>> e = liftcam.explain(s, images, method="lift-cam")     # e.maps (B, H, W) in [0, 1]
+"""
+from . import data, models
+from .core import RULES, Batch, Explanation, cam_maps, explain, register
+from . import methods  # registers the coefficient rules
+
+#: The method names accepted by :func:`explain`.
+METHODS = tuple(RULES)
+
+__all__ = ["METHODS", "Batch", "Explanation", "cam_maps", "explain", "register", "data", "models", "methods"]

@@ -1,0 +1,124 @@
+"""Perturbation CAMs: Score-CAM, Ablation-CAM and LIME-CAM.
+
+Ablation-CAM and LIME-CAM perturb the maps and re-run the head only; Score-CAM masks the image in
+pixel space and runs the whole model, in chunks of ``batch_size`` perturbed inputs.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..core import Batch, chunks, register
+
+__all__ = ["score_cam", "ablation_cam", "lime_cam", "SCORE_CAM_VARIANTS", "ABLATION_VALUES"]
+
+SCORE_CAM_VARIANTS = ("score-cam", "baseline", "pytorch-grad-cam")
+ABLATION_VALUES = ("zero", "pytorch-grad-cam")
+
+
+def _pairs(B: int, K: int, size: int | None):
+    """Chunks of (image, map) index pairs covering all B * K of them."""
+    for sl in chunks(B * K, size):
+        idx = torch.arange(sl.start, sl.stop)
+        yield idx // K, idx % K
+
+
+@register("score-cam")
+def score_cam(batch: Batch, *, variant: str = "score-cam", batch_size: int = 64) -> Tensor:
+    """Score-CAM (Wang et al., CVPRW 2020, Eq. 5-7): alpha_k = p_c(x * H_k).
+
+    ``H_k`` is ``A_k`` upsampled (bilinear) to the image and min-max normalised to [0, 1]; the
+    masked image ``x * H_k`` goes through the full model. Variants:
+
+    - ``"score-cam"`` (default, the paper's released code): the softmax probability of c;
+      a constant map gets alpha_k = 0.
+    - ``"baseline"``: the paper's Eq. 5 with the black image as baseline, p_c(x * H_k) - p_c(0).
+    - ``"pytorch-grad-cam"``: as pytorch-grad-cam: the logit of c on ``x * H_k`` (H_k upsampled
+      with align_corners=True), softmax over the K maps.
+    """
+    if variant not in SCORE_CAM_VARIANTS:
+        raise ValueError(f"unknown Score-CAM variant {variant!r}; choose one of {', '.join(SCORE_CAM_VARIANTS)}")
+    A, x, model = batch.activations, batch.images, batch.model
+    B, K = A.shape[:2]
+    size = x.shape[-2:]
+    align = variant == "pytorch-grad-cam"
+    scores = torch.empty(B, K, device=A.device, dtype=A.dtype)
+    constant = torch.zeros(B, K, dtype=torch.bool, device=A.device)
+    with torch.no_grad():
+        for b, k in _pairs(B, K, batch_size):
+            b, k = b.to(A.device), k.to(A.device)
+            up = F.interpolate(A[b, k][:, None], size=size, mode="bilinear", align_corners=align)  # (n, 1, H, W)
+            lo = up.amin((2, 3), keepdim=True)
+            hi = up.amax((2, 3), keepdim=True)
+            if align:
+                H = (up - lo) / (hi - lo + 1e-8)
+            else:
+                H = (up - lo) / torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+            logits = model(x[b] * H)                                # (n, C)
+            s = logits if align else logits.softmax(1)
+            scores[b, k] = s.gather(1, batch.targets[b].view(-1, 1)).squeeze(1)
+            constant[b, k] = (hi <= lo).view(-1)
+        if variant == "pytorch-grad-cam":
+            return scores.softmax(1)
+        scores = torch.where(constant, torch.zeros_like(scores), scores)
+        if variant == "baseline":
+            p0 = model(torch.zeros_like(x[:1])).softmax(1)[0, batch.targets]       # (B,)
+            scores = torch.where(constant, scores, scores - p0[:, None])
+    return scores
+
+
+@register("ablation-cam")
+def ablation_cam(batch: Batch, *, ablation: str = "zero", batch_size: int = 64) -> Tensor:
+    """Ablation-CAM (Desai & Ramaswamy, WACV 2020, Eq. 3): alpha_k = (y^c - y^c_k) / y^c.
+
+    ``y^c_k`` is the logit with map k removed, computed by re-running the head only.
+    ``ablation="zero"`` (the paper) sets the map to zero; ``"pytorch-grad-cam"`` uses that
+    library's value: zero if the image's smallest activation is 0, else that minimum - 1e7
+    (pytorch-grad-cam lowers the value by another 1e7 for each further map ablated in the same
+    forward batch; here every map gets minimum - 1e7, its value at batch_size=1).
+    """
+    if ablation not in ABLATION_VALUES:
+        raise ValueError(f"unknown ablation {ablation!r}; choose one of {', '.join(ABLATION_VALUES)}")
+    A = batch.activations
+    B, K = A.shape[:2]
+    y = batch.scores(batch.logits)                                  # (B,)
+    if ablation == "zero":
+        fill = torch.zeros(B, device=A.device, dtype=A.dtype)
+    else:
+        lo = A.flatten(1).amin(1)
+        fill = torch.where(lo == 0, lo, lo - 1e7)
+    ablated = torch.empty(B, K, device=A.device, dtype=A.dtype)
+    with torch.no_grad():
+        for b, k in _pairs(B, K, batch_size):
+            b, k = b.to(A.device), k.to(A.device)
+            X = A[b].clone()                                        # (n, K, h, w)
+            X[torch.arange(len(b), device=A.device), k] = fill[b].view(-1, 1, 1)
+            ablated[b, k] = batch.scores(batch.head(X), batch.targets[b])
+    return (y[:, None] - ablated) / y[:, None]
+
+
+@register("lime-cam")
+def lime_cam(batch: Batch, *, n_samples: int | None = None, seed: int = 0, batch_size: int = 64) -> Tensor:
+    """LIME-CAM (Jung & Oh, ICCV 2021, baseline): LIME on the head, one feature per map.
+
+    The authors' settings: captum's ``Lime`` with the zero map as baseline, ``n_samples = K``
+    Bernoulli(0.5) coalitions, a Lasso (alpha 0.01) surrogate and an exponential cosine kernel
+    (width 1). Each image uses its own generator seeded with ``seed`` (results do not depend on
+    the batch), and the global torch RNG is left as it was.
+    """
+    from captum.attr import Lime
+
+    A = batch.activations
+    B, K, h, w = A.shape
+    mask = torch.arange(K, device=A.device).view(1, K, 1, 1).expand(1, K, h, w)
+    lime = Lime(batch.head)
+    devices = [A.device] if A.device.type == "cuda" else []
+    out = torch.empty(B, K, device=A.device, dtype=A.dtype)
+    for b in range(B):
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            out[b] = lime.attribute(A[b:b + 1], baselines=0.0, target=int(batch.targets[b]),
+                                    feature_mask=mask, n_samples=n_samples or K,
+                                    perturbations_per_eval=batch_size, return_input_shape=False)[0]
+    return out

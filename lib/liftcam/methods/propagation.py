@@ -1,0 +1,299 @@
+"""LIFT-CAM and LRP-CAM: relevance propagated through the head, summed over space.
+
+Both run the head's ``torch.fx`` graph node by node (:class:`_Propagator`) and swap the gradient
+of each operation for a propagation rule, so that ``d score / d A`` becomes DeepLIFT's multipliers
+or LRP's normalised relevance. Working on the graph (not on module hooks, as captum does) is what
+makes functional calls (``F.relu``, ``torch.flatten``) and any element-wise non-linearity (ReLU6,
+Hardswish, SiLU, GELU) follow the rule instead of silently falling back to plain gradients.
+"""
+from __future__ import annotations
+
+import operator
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..core import Batch, register
+
+__all__ = ["lift_cam", "lrp_cam", "deeplift_contributions", "lrp_relevance", "CompletenessError"]
+
+
+class CompletenessError(RuntimeError):
+    """DeepLIFT's summation-to-delta failed: some operation of the head has no Rescale rule."""
+
+
+# --------------------------------------------------------------------------------------------
+# What kind of operation a graph node is
+
+ACTIVATION_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
+                      nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Sigmoid, nn.Tanh, nn.Softplus,
+                      nn.Softsign, nn.LogSigmoid, nn.Tanhshrink, nn.Threshold)
+ACTIVATION_FUNCTIONS = {F.relu, torch.relu, F.relu6, F.hardtanh, F.leaky_relu, F.elu, F.selu, F.celu, F.gelu,
+                        F.silu, F.mish, F.hardswish, F.hardsigmoid, torch.sigmoid, F.sigmoid, torch.tanh, F.tanh,
+                        F.softplus, F.softsign, F.logsigmoid, torch.clamp, torch.clip, torch.exp, torch.abs,
+                        torch.square}
+ACTIVATION_METHODS = {"relu", "sigmoid", "tanh", "clamp", "clip", "exp", "abs", "square"}
+MAXPOOL_MODULES = (nn.MaxPool2d, nn.AdaptiveMaxPool2d)
+MAXPOOL_FUNCTIONS = {F.max_pool2d, F.adaptive_max_pool2d}
+#: layers whose relevance LRP redistributes with the epsilon rule (captum's list, plus functions)
+LRP_LAYER_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.AvgPool2d,
+                     nn.AdaptiveAvgPool2d, nn.MaxPool2d, nn.AdaptiveMaxPool2d)
+LRP_LAYER_FUNCTIONS = {F.conv2d, F.linear, F.batch_norm, F.avg_pool2d, F.adaptive_avg_pool2d, F.max_pool2d,
+                       F.adaptive_max_pool2d}
+LINEAR_MODULES = LRP_LAYER_MODULES[:7] + (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout2d,
+                                          nn.AlphaDropout, nn.ZeroPad2d, nn.Upsample)
+LINEAR_FUNCTIONS = {F.conv2d, F.linear, F.batch_norm, F.avg_pool2d, F.adaptive_avg_pool2d, F.dropout,
+                    F.interpolate, F.pad, torch.flatten, torch.reshape, torch.cat, torch.mean, torch.sum,
+                    torch.squeeze, torch.unsqueeze, torch.transpose, torch.permute, operator.add, operator.sub,
+                    operator.neg, operator.pos, operator.getitem, getattr, torch._assert, operator.eq,
+                    torch.add, torch.sub}
+LINEAR_METHODS = {"view", "reshape", "flatten", "mean", "sum", "permute", "transpose", "contiguous", "size",
+                  "squeeze", "unsqueeze", "expand", "expand_as", "add", "sub", "neg", "__getitem__", "dim"}
+PRODUCT_FUNCTIONS = {operator.mul, torch.mul}
+
+
+def _classify(op: str, target, module, n_varying: int, varying_divisor: bool) -> str:
+    """'activation', 'maxpool', 'product', 'linear' or 'other' (no rule; plain gradient)."""
+    if op == "call_module":
+        if isinstance(module, ACTIVATION_MODULES):
+            return "activation"
+        if isinstance(module, MAXPOOL_MODULES):
+            return "maxpool"
+        if isinstance(module, LINEAR_MODULES):
+            return "linear"
+        return "other"
+    if op == "call_function":
+        if target in ACTIVATION_FUNCTIONS:
+            return "activation"
+        if target in MAXPOOL_FUNCTIONS:
+            return "maxpool"
+        if target in PRODUCT_FUNCTIONS:
+            return "product" if n_varying > 1 else "linear"
+        if target in (operator.truediv, torch.div):
+            return "other" if varying_divisor else "linear"
+        return "linear" if target in LINEAR_FUNCTIONS else "other"
+    if op == "call_method":
+        if target in ACTIVATION_METHODS:
+            return "activation"
+        if target == "mul":
+            return "product" if n_varying > 1 else "linear"
+        if target == "div":
+            return "other" if varying_divisor else "linear"
+        return "linear" if target in LINEAR_METHODS else "other"
+    return "linear"
+
+
+def _is_lrp_layer(op: str, target, module) -> bool:
+    if op == "call_module":
+        return isinstance(module, LRP_LAYER_MODULES)
+    return op == "call_function" and target in LRP_LAYER_FUNCTIONS
+
+
+# --------------------------------------------------------------------------------------------
+# The interpreter
+
+class _Propagator(fx.Interpreter):
+    """Runs a head graph; each operation's value is exact, its gradient is the rule's.
+
+    ``mode="deeplift"``: the batch holds B inputs then one reference row; gradients w.r.t. the
+    inputs become DeepLIFT Rescale multipliers. ``mode="lrp"``: gradients become LRP-epsilon
+    relevance ratios.
+    """
+
+    def __init__(self, head: fx.GraphModule, mode: str, n_inputs: int, epsilon: float = 1e-9):
+        super().__init__(head)
+        self.mode, self.n, self.epsilon = mode, n_inputs, epsilon
+        self.unhandled: list[str] = []
+        self.varying: set[fx.Node] = set()
+        for node in head.graph.nodes:
+            if node.op == "placeholder" or any(a in self.varying for a in node.all_input_nodes):
+                self.varying.add(node)
+
+    def run_node(self, n: fx.Node):
+        self._node = n
+        return super().run_node(n)
+
+    def _describe(self, n: fx.Node, module) -> str:
+        what = type(module).__name__ if module is not None else getattr(n.target, "__name__", str(n.target))
+        return f"{n.name} ({what})"
+
+    def _dispatch(self, op, target, args, kwargs, module, fn):
+        n = self._node
+        varying = [a for a in n.args if isinstance(a, fx.Node) and a in self.varying]
+        varying += [a for a in n.kwargs.values() if isinstance(a, fx.Node) and a in self.varying]
+        divisor = n.args[1] if len(n.args) > 1 else None
+        kind = _classify(op, target, module, len(varying), isinstance(divisor, fx.Node) and divisor in self.varying)
+        if not varying:
+            return fn(*args, **kwargs)
+        if self.mode == "deeplift":
+            if kind == "other":
+                self.unhandled.append(self._describe(n, module))
+            if kind == "activation":
+                return self._rescale(fn, args, kwargs)
+            if kind == "maxpool":
+                return self._maxpool(fn, target, module, args, kwargs)
+            if kind == "product":
+                return self._product(args)
+            return fn(*args, **kwargs)
+        # lrp
+        if kind == "activation":                       # relevance passes unchanged
+            x = args[0]
+            y = fn(*args, **kwargs)
+            return x + (y - x).detach()
+        if _is_lrp_layer(op, target, module) or (kind == "linear" and target in (operator.add, torch.add)
+                                                  and len(varying) > 1):
+            return self._epsilon(fn, args, kwargs)
+        if kind == "other":
+            self.unhandled.append(self._describe(n, module))
+        return fn(*args, **kwargs)
+
+    def call_module(self, target, args, kwargs):
+        module = self.fetch_attr(target)
+        return self._dispatch("call_module", target, args, kwargs, module, module)
+
+    def call_function(self, target, args, kwargs):
+        return self._dispatch("call_function", target, args, kwargs, None, target)
+
+    def call_method(self, target, args, kwargs):
+        def method(obj, *a, **k):
+            return getattr(obj, target)(*a, **k)
+        return self._dispatch("call_method", target, args, kwargs, None, method)
+
+    # --- DeepLIFT rules (rows :n are inputs, row n the reference) ---------------------------
+    def _split(self, t: Tensor):
+        return t[: self.n], t[self.n:]
+
+    def _rescale(self, fn, args, kwargs):
+        """Element-wise f: multiplier (f(x) - f(r)) / (x - r), f'(x) where x ~ r."""
+        u = args[0]
+        y = fn(*args, **kwargs)
+        (ux, ur), (yx, yr) = self._split(u.detach()), self._split(y.detach())
+        du = ux - ur
+        near = du.abs() <= 1e-6 * (1 + ux.abs() + ur.abs())
+        m = (yx - yr) / torch.where(near, torch.ones_like(du), du)
+        if near.any():
+            with torch.enable_grad():
+                v = ux.clone().requires_grad_(True)
+                (slope,) = torch.autograd.grad(fn(v, *args[1:], **kwargs).sum(), v)
+            m = torch.where(near, slope, m)
+        multiplier = torch.cat([m, torch.zeros_like(ur)])
+        return y.detach() + multiplier * (u - u.detach())
+
+    def _maxpool(self, fn, target, module, args, kwargs):
+        """Max pooling: the winner of each window gets the whole (max(x) - max(r)) (captum's rule)."""
+        u = args[0]
+        y = fn(*args, **kwargs)
+        ux, ur = self._split(u.detach())
+        yx, yr = self._split(y.detach())
+        if module is not None:
+            if isinstance(module, nn.AdaptiveMaxPool2d):
+                _, idx = F.adaptive_max_pool2d(ux, module.output_size, return_indices=True)
+            else:
+                _, idx = F.max_pool2d(ux, module.kernel_size, module.stride, module.padding, module.dilation,
+                                      ceil_mode=module.ceil_mode, return_indices=True)
+        else:
+            _, idx = target(ux, *args[1:], **{**kwargs, "return_indices": True})
+        r_at_winner = ur.expand_as(ux).flatten(2).gather(2, idx.flatten(2)).view_as(yx)
+        den = yx - r_at_winner
+        near = den.abs() <= 1e-6 * (1 + yx.abs() + r_at_winner.abs())
+        scale = torch.where(near, torch.ones_like(den), (yx - yr) / torch.where(near, torch.ones_like(den), den))
+        scale = torch.cat([scale, torch.ones_like(yr)])
+        return y.detach() + scale * (y - y.detach())
+
+    def _product(self, args):
+        """a * b of two varying factors: the Shapley split, Δ(ab) = Δa (b_x + b_r)/2 + Δb (a_x + a_r)/2."""
+        a, b = args[0], args[1]
+        (ax, ar), (bx, br) = self._split(a.detach()), self._split(b.detach())
+        ma = torch.cat([(bx + br) / 2, torch.zeros_like(br)])
+        mb = torch.cat([(ax + ar) / 2, torch.zeros_like(ar)])
+        return (a * b).detach() + ma * (a - a.detach()) + mb * (b - b.detach())
+
+    # --- LRP epsilon rule ----------------------------------------------------------------------
+    def _epsilon(self, fn, args, kwargs):
+        """R_in = a * J^T (R_out / (z + eps sign z)), as captum's EpsilonRule."""
+        def alias(t):
+            if isinstance(t, Tensor) and t.requires_grad:
+                v = t.view_as(t)
+                value = t.detach()
+                v.register_hook(lambda g: g * value)
+                return v
+            return t
+        args = tuple(alias(a) for a in args)
+        z = fn(*args, **kwargs)
+        zd = z.detach()
+        sign = torch.where(zd >= 0, torch.ones_like(zd), -torch.ones_like(zd))
+        stab = zd + sign * self.epsilon
+        z.register_hook(lambda g: g / stab)
+        return z
+
+
+def _run(batch: Batch, mode: str, A: Tensor, epsilon: float = 1e-9):
+    prop = _Propagator(batch.head, mode, batch.activations.shape[0], epsilon)
+    A = A.clone().requires_grad_(True)
+    with torch.enable_grad():
+        out = prop.run(A)                                       # (N, C)
+        n = batch.activations.shape[0]
+        score = out[:n].gather(1, batch.targets.view(-1, 1)).squeeze(1)
+        (grad,) = torch.autograd.grad(score.sum(), A)
+    return out.detach(), grad[:n], prop.unhandled
+
+
+def deeplift_contributions(batch: Batch, *, rtol: float = 1e-4) -> tuple[Tensor, Tensor]:
+    """DeepLIFT (Rescale rule) contributions of every activation to the target logit.
+
+    Zero reference. Returns (C (B, K, h, w), F_c(A) - F_c(0) (B,)). Raises
+    :class:`CompletenessError` when ``sum C`` misses ``F_c(A) - F_c(0)`` by more than
+    ``rtol * max(1, |delta|)``, naming the operations that have no rule.
+    """
+    A = batch.activations
+    stacked = torch.cat([A, torch.zeros_like(A[:1])])           # (B + 1, K, h, w): inputs + reference
+    out, multipliers, unhandled = _run(batch, "deeplift", stacked)
+    contributions = multipliers * A                              # (B, K, h, w); reference is zero
+    delta = batch.scores(out[:-1]) - out[-1, batch.targets]     # F_c(A) - F_c(0)
+    error = (contributions.sum((1, 2, 3)) - delta).abs()
+    bad = error > rtol * delta.abs().clamp(min=1)
+    if bad.any():
+        i = int(bad.nonzero()[0])
+        culprits = ", ".join(unhandled) if unhandled else "none found (a rule is numerically unstable here)"
+        raise CompletenessError(
+            f"LIFT-CAM completeness failed for image {i}: sum of contributions "
+            f"{contributions[i].sum().item():.6g} != F_c(A) - F_c(0) = {delta[i].item():.6g}. "
+            f"Operations of the head without a DeepLIFT rule: {culprits}. Choose a layer whose head "
+            f"uses only linear operations, element-wise non-linearities, max-pooling and products.")
+    return contributions, delta
+
+
+@register("lift-cam")
+def lift_cam(batch: Batch) -> tuple[Tensor, dict]:
+    """LIFT-CAM (Jung & Oh, ICCV 2021, Eq. 9): alpha_k = sum_ij C(A_k(i, j)), DeepLIFT on the head.
+
+    DeepLIFT's Rescale rule with the zero map as reference approximates the SHAP values of the
+    maps in one forward and one backward pass of the head; completeness makes
+    ``sum_k alpha_k = F_c(A) - F_c(0)`` (checked on every call). On a linear head
+    ``alpha_k = w_ck * mean(A_k)``, the exact SHAP value.
+
+        >>> liftcam.explain(model, images, method="lift-cam").coefficients   # (B, K)
+    """
+    contributions, delta = deeplift_contributions(batch)
+    return contributions.sum((2, 3)), {"delta": delta}
+
+
+def lrp_relevance(batch: Batch, *, epsilon: float = 1e-9) -> Tensor:
+    """LRP-epsilon relevance of every activation for the target logit (B, K, h, w).
+
+    The rule of captum's ``LRP`` (EpsilonRule on conv, linear, batch-norm and pooling layers;
+    element-wise activations pass relevance unchanged), starting from the target logit.
+    """
+    out, grad, _ = _run(batch, "lrp", batch.activations, epsilon)
+    return grad * batch.scores(out).view(-1, 1, 1, 1)
+
+
+@register("lrp-cam")
+def lrp_cam(batch: Batch, *, epsilon: float = 1e-9) -> Tensor:
+    """LRP-CAM (Jung & Oh, ICCV 2021, baseline): alpha_k = sum_ij R(A_k(i, j)), LRP-epsilon on the head.
+
+        >>> liftcam.explain(model, images, method="lrp-cam").coefficients   # (B, K)
+    """
+    return lrp_relevance(batch, epsilon=epsilon).sum((2, 3))
