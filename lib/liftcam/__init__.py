@@ -7,8 +7,11 @@
 from . import data, models
 from .core import RULES, Batch, Explanation, cam_maps, explain, register
 from . import methods  # registers the coefficient rules
+from . import shapley  # registers "shap-cam"
+from .shapley import exact_shapley
 
 #: The method names accepted by :func:`explain`.
 METHODS = tuple(RULES)
 
-__all__ = ["METHODS", "Batch", "Explanation", "cam_maps", "explain", "register", "data", "models", "methods"]
+__all__ = ["METHODS", "Batch", "Explanation", "cam_maps", "explain", "register", "exact_shapley",
+           "data", "models", "methods", "shapley"]
