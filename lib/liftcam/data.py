@@ -21,7 +21,8 @@ from typing import Iterable
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["Sample", "ImageReadError", "load_image", "samples", "sample_names", "ANNOTATIONS"]
+__all__ = ["Sample", "ImageSet", "ImageReadError", "load_image", "samples", "sample_names", "image_set",
+           "ANNOTATIONS"]
 
 #: The shipped annotation file: ``<repository>/data/samples.json``.
 ANNOTATIONS = Path(__file__).resolve().parents[2] / "data" / "samples.json"
@@ -149,3 +150,52 @@ def samples(names: str | Iterable[str] | None = None, *, annotations=None) -> li
                           boxes=[tuple(int(v) for v in b) for b in a["boxes"]], source=a["source"],
                           accept=list(a["accept"]), note=a.get("note", "")))
     return out
+
+
+@dataclass
+class ImageSet:
+    """Evaluation images ready for a model: pixels in [0, 1] and boxes in the same pixels."""
+
+    images: "torch.Tensor"          # (B, 3, H, W) in [0, 1]
+    names: list[str]
+    labels: list[int | None]
+    accept: list[list[int]]
+    boxes: list[list[Box]]          # per image, (x1, y1, x2, y2) in pixels of ``images``
+
+    def __len__(self):
+        return len(self.names)
+
+
+def image_set(model, images: str = "samples", *, limit: int | None = None) -> ImageSet:
+    """The profile's evaluation images for ``model`` (a SplitModel: its ``preprocess`` is used).
+
+    ``images="samples"``: the bundled photographs. Otherwise a folder of image files (ImageNet
+    validation images, say), read in sorted order; an optional ``annotations.json`` in it with
+    the schema of ``data/samples.json`` (``name`` = file name) gives labels and boxes. ``limit``
+    keeps the first n images.
+    """
+    import torch
+
+    if images == "samples":
+        records = [(s.name, s.image, s.label, s.accept, s.boxes) for s in samples()]
+    else:
+        folder = Path(images).expanduser()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"image folder {str(folder)!r} not found; set `images` to a folder of "
+                                    "image files (e.g. ImageNet validation images) or to 'samples'")
+        notes = {}
+        if (folder / "annotations.json").is_file():
+            notes = {a["name"]: a for a in _annotations(folder / "annotations.json")}
+        files = sorted(q for q in folder.iterdir() if q.suffix.lower() in Image.registered_extensions())
+        if not files:
+            raise FileNotFoundError(f"no image files in {str(folder)!r}")
+        records = []
+        for q in files[:limit]:
+            a = notes.get(q.name, {})
+            records.append((q.name, load_image(q), a.get("label"), list(a.get("accept", [])),
+                            [tuple(int(v) for v in b) for b in a.get("boxes", [])]))
+    records = records[:limit]
+    mapper = getattr(model.preprocess, "map_boxes", None)
+    x = torch.stack([model.preprocess(r[1]) for r in records])
+    boxes = [mapper(r[4], r[1].size) if mapper else [] for r in records]
+    return ImageSet(x, [r[0] for r in records], [r[2] for r in records], [r[3] for r in records], boxes)

@@ -23,7 +23,7 @@ import torch.fx as fx
 from PIL import Image
 from torch import nn
 
-__all__ = ["SplitModel", "ImageTransform", "Normalize", "split", "load", "MODELS", "WeightsNotFoundError"]
+__all__ = ["SplitModel", "ImageTransform", "Normalize", "split", "load", "device", "MODELS", "WeightsNotFoundError"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -376,6 +376,13 @@ MODELS = {
     "resnet50": (lambda download: _torchvision("resnet50", download), "layer4", (IMAGENET_MEAN, IMAGENET_STD),
                  ImageTransform(resize=(224, 224))),
 }
+
+
+def device(spec: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` (or None): CUDA where present, else CPU; anything else as ``torch.device``."""
+    if spec in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(spec)
 
 
 def load(name: str, *, layer: str | None = None, device=None, download: bool = True) -> SplitModel:
