@@ -23,7 +23,8 @@ from torch import Tensor, nn
 
 from .models import SplitModel, split
 
-__all__ = ["Batch", "Explanation", "RULES", "register", "explain", "cam_maps", "evaluating", "chunks"]
+__all__ = ["Batch", "Explanation", "RULES", "register", "explain", "cam_maps", "minmax", "evaluating", "chunks",
+           "check_images", "resolve_targets"]
 
 
 @dataclass
@@ -117,7 +118,8 @@ def chunks(n: int, size: int | None):
         yield slice(start, min(start + size, n))
 
 
-def _check_images(images) -> Tensor:
+def check_images(images) -> Tensor:
+    """Images must be a float tensor (B, 3, H, W) in [0, 1] pixel space; else a clear error."""
     if not isinstance(images, Tensor):
         raise TypeError(f"images must be a torch.Tensor (B, 3, H, W) in [0, 1], got {type(images).__name__}; "
                         "use model.preprocess(pil_image) to make one")
@@ -126,7 +128,7 @@ def _check_images(images) -> Tensor:
                         "divide uint8 images by 255 (model.preprocess does this)")
     if images.dim() != 4:
         fix = " (add the batch dimension: images[None])" if images.dim() == 3 else ""
-        raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}{fix}")
+        raise ValueError(f"images must be 4-D (B, 3, H, W), got shape {tuple(images.shape)}{fix}")
     if images.shape[1] != 3:
         raise ValueError(f"images must have 3 (RGB) channels, got shape {tuple(images.shape)}; "
                          "convert grayscale or RGBA pictures with liftcam.data.load_image or PIL's .convert('RGB')")
@@ -182,7 +184,7 @@ def explain(model, images: Tensor, method: str = "lift-cam", targets=None, *, la
         model = split(model, layer)
     elif layer is not None and layer != model.layer:
         raise ValueError(f"the SplitModel is cut at {model.layer!r}, not {layer!r}; split the model again at {layer!r}")
-    images = _check_images(images).to(model.device)
+    images = check_images(images).to(model.device)
     with evaluating(model):
         with torch.no_grad():
             A = model.body(images)                      # (B, K, h, w)

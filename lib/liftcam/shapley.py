@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .core import Batch, Explanation, _check_images, cam_maps, chunks, evaluating, register, resolve_targets
+from .core import Batch, Explanation, check_images, cam_maps, chunks, evaluating, register, resolve_targets
 from .models import SplitModel
 
 __all__ = ["shap_cam", "exact_shapley", "ground_truth", "default_nsamples", "cache_folder", "VERSION",
@@ -294,7 +294,7 @@ def ground_truth(model: SplitModel, images: Tensor, targets=None, *, nsamples: i
     if not isinstance(model, SplitModel):
         raise TypeError("ground_truth needs a liftcam SplitModel (liftcam.models.split / load), "
                         f"got {type(model).__name__}")
-    images = _check_images(images)
+    images = check_images(images)
     B = images.shape[0]
     if targets is None:
         per = [None] * B
