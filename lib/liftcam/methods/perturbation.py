@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from ..core import Batch, chunks, register
 
@@ -17,15 +18,19 @@ SCORE_CAM_VARIANTS = ("score-cam", "baseline", "pytorch-grad-cam")
 ABLATION_VALUES = ("zero", "pytorch-grad-cam")
 
 
-def _pairs(B: int, K: int, size: int | None):
-    """Chunks of (image, map) index pairs covering all B * K of them."""
-    for sl in chunks(B * K, size):
+def _pairs(B: int, K: int, size: int | None, progress: bool | None = False, desc: str = ""):
+    """Chunks of (image, map) index pairs covering all B * K of them (a progress bar if asked;
+    None: when there are more than 16 chunks)."""
+    slices = list(chunks(B * K, size))
+    show = len(slices) > 16 if progress is None else progress
+    for sl in tqdm(slices, desc=desc, unit="batch", disable=not show, leave=False):
         idx = torch.arange(sl.start, sl.stop)
         yield idx // K, idx % K
 
 
 @register("score-cam")
-def score_cam(batch: Batch, *, variant: str = "score-cam", batch_size: int = 64) -> Tensor:
+def score_cam(batch: Batch, *, variant: str = "score-cam", batch_size: int = 64,
+              progress: bool | None = None) -> Tensor:
     """Score-CAM (Wang et al., CVPRW 2020, Eq. 5-7): alpha_k = p_c(x * H_k).
 
     ``H_k`` is ``A_k`` upsampled (bilinear) to the image and min-max normalised to [0, 1]; the
@@ -36,6 +41,9 @@ def score_cam(batch: Batch, *, variant: str = "score-cam", batch_size: int = 64)
     - ``"baseline"``: the paper's Eq. 5 with the black image as baseline, p_c(x * H_k) - p_c(0).
     - ``"pytorch-grad-cam"``: as pytorch-grad-cam: the logit of c on ``x * H_k`` (H_k upsampled
       with align_corners=True), softmax over the K maps.
+
+    ``batch_size`` masked images go through the model at a time; ``progress`` shows a bar
+    (default: when there are more than 16 batches).
     """
     if variant not in SCORE_CAM_VARIANTS:
         raise ValueError(f"unknown Score-CAM variant {variant!r}; choose one of {', '.join(SCORE_CAM_VARIANTS)}")
@@ -46,7 +54,7 @@ def score_cam(batch: Batch, *, variant: str = "score-cam", batch_size: int = 64)
     scores = torch.empty(B, K, device=A.device, dtype=A.dtype)
     constant = torch.zeros(B, K, dtype=torch.bool, device=A.device)
     with torch.no_grad():
-        for b, k in _pairs(B, K, batch_size):
+        for b, k in _pairs(B, K, batch_size, progress, "Score-CAM"):
             b, k = b.to(A.device), k.to(A.device)
             up = F.interpolate(A[b, k][:, None], size=size, mode="bilinear", align_corners=align)  # (n, 1, H, W)
             lo = up.amin((2, 3), keepdim=True)
