@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import liftcam.metrics as metrics
-from liftcam.metrics import (average_drop, average_drop_in_deletion, cosine_similarity, deletion,
+from liftcam.metrics import (average_drop, average_drop_in_deletion, compare, cosine_similarity, deletion,
                              energy_pointing_game, increase_in_confidence, insertion, spearman, summarize,
                              top_k_overlap)
 
@@ -431,3 +431,45 @@ def test_runs_on_the_models_device_and_returns_cpu():
     torch.testing.assert_close(gpu.curves, cpu.curves, rtol=1e-4, atol=1e-5)
     out = average_drop(model, images, maps, targets)
     assert out.device.type == "cpu"
+
+
+# --------------------------------------------------------------------------------------------
+# faithfulness (all metrics at once) and compare (paired advantage)
+
+
+def test_faithfulness_equals_the_single_metrics_with_fewer_passes():
+    model, images, maps, targets = _ad_case()
+    rec = Recorder(model)
+    got = metrics.faithfulness(rec, images, maps, targets, pixels_per_step=2, batch_size=64)
+    assert rec.sizes[0] == 9                                           # Y, O and D once each for AD, IC, ADD, one pass
+    for batch_size in (1, 4, None):                                    # the same values for any chunking
+        again = metrics.faithfulness(model, images, maps, targets, pixels_per_step=2, batch_size=batch_size)
+        for k in ("AD", "IC", "ADD"):
+            torch.testing.assert_close(again[k], got[k])
+    close(got["AD"], [200 / 3, 0.0, 0.0], atol=1e-4)                   # the hand values above
+    close(got["IC"], [0.0, 100.0, 0.0])
+    close(got["ADD"], [100 / 3, -450.0, 100.0], atol=1e-3)
+    dele = deletion(model, images, maps, targets, pixels_per_step=2, return_curves=True)
+    ins = insertion(model, images, maps, targets, pixels_per_step=2, return_curves=True)
+    torch.testing.assert_close(got["deletion"], dele.auc)
+    torch.testing.assert_close(got["insertion"], ins.auc)
+    torch.testing.assert_close(got["deletion_curves"], dele.curves)
+    torch.testing.assert_close(got["insertion_curves"], ins.curves)
+    assert set(metrics.HIGHER_IS_BETTER) >= {"AD", "IC", "ADD", "deletion", "insertion"}
+
+
+def test_compare_by_hand():
+    # advantages a - b = (2, 3, 4): mean 3, every bootstrap mean lies in [2, 4] and above 0.
+    c = compare([3.0, 4.0, 5.0, float("nan")], [1.0, 1.0, 1.0, 0.0])
+    assert c["mean"] == 3.0 and 2.0 <= c["low"] <= c["high"] <= 4.0 and c["better"] is True
+    assert c["n"] == 3 and c["n_nan"] == 1
+    # Lower is better (AD, deletion): the same numbers make a worse.
+    c = compare(torch.tensor([3.0, 4.0, 5.0]), torch.tensor([1.0, 1.0, 1.0]), higher_is_better=False)
+    assert c["mean"] == -3.0 and c["better"] is False
+    # An interval that contains 0 decides nothing; so does an empty pair.
+    assert compare([1.0, -1.0, 2.0, -2.0], [0.0, 0.0, 0.0, 0.0])["better"] is None
+    assert compare([float("nan")], [1.0])["better"] is None
+    assert compare([5.0], [1.0])["better"] is None                      # one image: a zero-width interval
+    assert compare([5.0], [1.0], min_n=1)["better"] is True
+    with pytest.raises(ValueError, match="same length"):
+        compare([1.0, 2.0], [1.0])

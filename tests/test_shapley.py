@@ -306,3 +306,35 @@ def test_ground_truth_with_a_stale_hand_key_fails_loudly(tmp_path):
     # the default key includes a digest of the weights: no clash
     assert not shapley.ground_truth(other, x, 0, nsamples=32, cache_dir=tmp_path,
                                     progress=False).extras["cached"].any()
+
+
+# ------------------------------------------------------------------------------------------
+# coalition_values: the game itself
+
+def test_coalition_values_is_the_masked_game_and_its_shapley_values_are_exact_shapley():
+    s = split(tiny_cnn(K=6), "1")
+    x, targets = images(2), [1, 3]
+    with torch.no_grad():
+        A = s.body(x)                                                # (2, 6, 6, 6)
+    z = torch.tensor([[int(b) for b in f"{c:06b}"[::-1]] for c in range(64)])  # all 2^6 coalitions, bit k = map k
+    v = shapley.coalition_values(s.head, A, targets, z, batch_size=5)            # (2, 64)
+    torch.testing.assert_close(v[:, -1], head_scores(s.head, A, targets))          # all present: F_c(A)
+    torch.testing.assert_close(v[:, 0], head_scores(s.head, torch.zeros_like(A), targets))  # none: F_c(0)
+    for b, t in enumerate(targets):                                   # one coalition by hand: maps 0 and 3 kept
+        keep = torch.zeros(6)
+        keep[[0, 3]] = 1
+        assert v[b, 1 + 8].item() == pytest.approx(head_scores(s.head, (A[b] * keep[:, None, None])[None], [t]).item(),
+                                                   abs=1e-6)
+    # the Shapley formula applied to these values gives exact_shapley's answer
+    phi, _ = liftcam.exact_shapley(s.head, A, targets)
+    size = z.sum(1)
+    for k in range(6):
+        w = torch.tensor([factorial(int(n) - 1) * factorial(6 - int(n)) / factorial(6) if z[i, k] else
+                          -factorial(int(n)) * factorial(6 - int(n) - 1) / factorial(6) for i, n in enumerate(size)],
+                         dtype=torch.float64)
+        torch.testing.assert_close((v.double() @ w).float(), phi[:, k], rtol=1e-5, atol=1e-6)
+
+
+def test_coalition_values_checks_its_coalitions():
+    with pytest.raises(ValueError, match=r"z must hold coalitions \(n, K = 3\)"):
+        shapley.coalition_values(lambda a: a.flatten(1), torch.zeros(1, 3, 1, 1), [0], torch.ones(2, 4))

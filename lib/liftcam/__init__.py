@@ -4,7 +4,7 @@
     >>> s = liftcam.models.load("efficientnet_lite0")
     >>> e = liftcam.explain(s, images, method="lift-cam")     # e.maps (B, H, W) in [0, 1]
 """
-from . import data, metrics, models, report, timing
+from . import data, explanations, metrics, models, plots, report, timing, toy
 from .core import RULES, Batch, Explanation, cam_maps, explain, register
 from . import methods  # registers the coefficient rules
 from . import shapley  # registers "shap-cam"
@@ -14,4 +14,4 @@ from .shapley import exact_shapley
 METHODS = tuple(RULES)
 
 __all__ = ["METHODS", "Batch", "Explanation", "cam_maps", "explain", "register", "exact_shapley",
-           "data", "metrics", "models", "methods", "report", "shapley", "timing"]
+           "data", "explanations", "metrics", "models", "methods", "plots", "report", "shapley", "timing", "toy"]

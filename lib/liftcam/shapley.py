@@ -6,7 +6,8 @@ zeroed (PAPER.md sections 1-2). Three ways to get its Shapley values ``phi`` (B,
 - ``liftcam.explain(s, x, method="shap-cam", nsamples=..., seed=0)``: the shap library's
   KernelSHAP over K binary features per image (background: all maps absent; instance: all
   present), ``l1_reg`` off, seeded; the caller's numpy RNG is left as it was.
-- :func:`exact_shapley`: all 2^K coalitions, for K <= 20 (tests, tiny heads).
+- :func:`exact_shapley`: all 2^K coalitions, for K <= 20 (tests, tiny heads); :func:`coalition_values`
+  evaluates the game itself.
 - :func:`ground_truth`: KernelSHAP per image, cached on disk (one file per image), resumable.
 
 Every result satisfies local accuracy: ``sum_k phi_k = F^c(A) - F^c(0)`` (``phi_0 = F^c(0)``).
@@ -18,11 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import math
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -34,9 +35,10 @@ from tqdm.auto import tqdm
 
 from .core import Batch, Explanation, check_images, cam_maps, chunks, evaluating, register, resolve_targets
 from .models import SplitModel
+from .report import atomic_write
 
-__all__ = ["shap_cam", "exact_shapley", "ground_truth", "default_nsamples", "cache_folder", "VERSION",
-           "MAX_EXACT_MAPS"]
+__all__ = ["shap_cam", "exact_shapley", "coalition_values", "ground_truth", "default_nsamples", "cache_folder",
+           "VERSION", "MAX_EXACT_MAPS"]
 
 #: Bumped whenever a change alters the SHAP values computed here; part of every cache key.
 VERSION = 1
@@ -162,6 +164,16 @@ def shap_cam(batch: Batch, *, nsamples: int | None = None, seed: int = 0,
 # --------------------------------------------------------------------------------------------
 # Exact Shapley values by enumeration
 
+def _per_image(targets, B: int) -> Tensor:
+    """Targets as (B,) long: one int for all images, or one per image."""
+    t = torch.as_tensor(targets).reshape(-1).long()
+    if t.numel() == 1:
+        t = t.expand(B)
+    if t.numel() != B:
+        raise ValueError(f"targets must give one class per image ({B}), got {t.numel()}")
+    return t
+
+
 def exact_shapley(head: Callable, A: Tensor, targets, *, batch_size: int | None = 4096) -> tuple[Tensor, Tensor]:
     """Exact Shapley values of the K maps in ``v(S) = F^c(A_S)`` from all 2^K coalitions.
 
@@ -181,11 +193,7 @@ def exact_shapley(head: Callable, A: Tensor, targets, *, batch_size: int | None 
         raise ValueError(f"exact_shapley evaluates all 2^K coalitions; K = {K} maps would need 2^{K} head "
                          f"evaluations per image (at most K = {MAX_EXACT_MAPS} here). Estimate the values "
                          "with KernelSHAP instead: liftcam.explain(..., method='shap-cam', nsamples=...)")
-    t = torch.as_tensor(targets).reshape(-1).long()
-    if t.numel() == 1:
-        t = t.expand(B)
-    if t.numel() != B:
-        raise ValueError(f"targets must give one class per image ({B}), got {t.numel()}")
+    t = _per_image(targets, B)
     A = A.detach()
     n = 1 << K
     codes = torch.arange(n, device=A.device)                         # coalition S as a bit mask
@@ -214,6 +222,32 @@ def exact_shapley(head: Callable, A: Tensor, targets, *, batch_size: int | None 
     return phi.to(A.device, A.dtype), v[:, 0].to(A.device, A.dtype)
 
 
+def coalition_values(head: Callable, A: Tensor, targets, z, *,
+                     batch_size: int | None = DEFAULT_BATCH_SIZE) -> Tensor:
+    """The game itself: ``v(z) = F^c(z * A)`` for coalitions ``z`` (n, K) in {0, 1}, per image: (B, n).
+
+    Row ``z`` keeps map k where ``z_k = 1`` and zeroes it (the reference) where ``z_k = 0``:
+    ``v(1) = F^c(A)``, ``v(0) = F^c(0) = phi_0``. What the additive explanation model
+    ``g(z) = phi_0 + sum_k phi_k z_k`` approximates (exactly when the head is linear).
+    ``head``: any callable (N, K, h, w) -> (N, C), an ``nn.Module`` is run in eval mode;
+    ``A`` (B, K, h, w); ``targets`` (B,) ints (or one int). Values in A's dtype and device.
+
+        >>> v = coalition_values(s.head, A, targets, torch.ones(1, A.shape[1]))   # (B, 1) == logits
+    """
+    if A.dim() != 4:
+        raise ValueError(f"A must be activation maps (B, K, h, w), got shape {tuple(A.shape)}")
+    B, K = A.shape[:2]
+    z = torch.as_tensor(z)
+    if z.dim() != 2 or z.shape[1] != K:
+        raise ValueError(f"z must hold coalitions (n, K = {K}) of 0s and 1s, got shape {tuple(z.shape)}")
+    t = _per_image(targets, B)
+    A = A.detach()
+    ctx = evaluating(head) if isinstance(head, nn.Module) else contextlib.nullcontext()
+    with ctx:
+        rows = [_masked_scores(head, A[b], int(t[b]), batch_size)(z.cpu().numpy()) for b in range(B)]
+    return torch.as_tensor(np.stack(rows), dtype=A.dtype, device=A.device)                   # (B, n)
+
+
 # --------------------------------------------------------------------------------------------
 # Ground truth cached on disk
 
@@ -226,7 +260,7 @@ def cache_folder(path: str | os.PathLike | None = None) -> Path:
     return (Path(root) if root else Path(__file__).resolve().parents[2] / "data" / "cache") / "shap"
 
 
-def _model_digest(model: nn.Module) -> str:
+def model_digest(model: nn.Module) -> str:
     """sha256 of every parameter and buffer (dtype, shape, float32 bytes) in order; names left out."""
     h = hashlib.sha256()
     for t in [*model.parameters(), *model.buffers()]:
@@ -235,25 +269,17 @@ def _model_digest(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def _image_digest(image: Tensor) -> str:
+def image_digest(image: Tensor) -> str:
     """sha256 of one image (3, H, W): its shape and the bytes of the float32 CPU tensor."""
     x = image.detach().to("cpu", torch.float32).contiguous()
     return hashlib.sha256(f"{tuple(x.shape)}".encode() + x.numpy().tobytes()).hexdigest()
 
 
 def _write_atomic(path: Path, arrays: dict) -> None:
-    """np.savez to a temp file in the same folder, fsync, then os.replace: all or nothing."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """np.savez written all or nothing (temp file, fsync, rename)."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write(path, buf.getvalue())
 
 
 def _read(path: Path, key: str, K: int) -> dict | None:
@@ -310,7 +336,7 @@ def ground_truth(model: SplitModel, images: Tensor, targets=None, *, nsamples: i
     import shap
 
     ident = {"version": VERSION, "shap": shap.__version__, "layer": model.layer,
-             "model": key if key is not None else f"{model.name}:{_model_digest(model)}"}
+             "model": key if key is not None else f"{model.name}:{model_digest(model)}"}
     device = model.device
     phis, phi0s, ts, logit_rows, maps, raws, cached, files = [], [], [], [], [], [], [], []
     with evaluating(model):
@@ -324,7 +350,7 @@ def ground_truth(model: SplitModel, images: Tensor, targets=None, *, nsamples: i
             target, K = int(t[0]), A.shape[1]
             n = _resolve_nsamples(nsamples, K)
             full = float(logits[0, target])
-            k = json.dumps({**ident, "image": _image_digest(images[i]), "target": target,
+            k = json.dumps({**ident, "image": image_digest(images[i]), "target": target,
                             "nsamples": n, "seed": int(seed)}, sort_keys=True)
             path = folder / f"{hashlib.sha256(k.encode()).hexdigest()}.npz"
             got = _read(path, k, K)

@@ -1,0 +1,221 @@
+"""Explanations computed once and kept on disk, so that several notebooks share them.
+
+:func:`explain_cached` is :func:`liftcam.explain` with one small file per (model, layer, image,
+method, options, target) holding the coefficients alpha (K,). The map is rebuilt from them with
+the same ReLU, upsampling and min-max as :func:`liftcam.explain` (:func:`~liftcam.core.cam_maps`
+on the activations of a fresh forward pass), so a cached explanation equals a fresh one, and a
+file is a few kilobytes. :func:`explain_all` runs a list of methods that way, SHAP-CAM (the
+ground truth, :func:`liftcam.shapley.ground_truth`) included.
+
+    >>> e = explain_cached(s, x, "score-cam", cache_dir="data/cache")   # computed, then saved
+    >>> e = explain_cached(s, x, "score-cam", cache_dir="data/cache")   # read back
+    >>> e.extras["cached"]                                               # tensor([True, ...])
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import io
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .core import RULES, Explanation, cam_maps, check_images, evaluating, explain, resolve_targets
+from .models import SplitModel
+from .report import atomic_write
+
+__all__ = ["explain_cached", "explain_all", "to_npz", "cache_folder", "VERSION", "NOT_IN_KEY"]
+
+#: Bumped whenever a change alters what is stored; part of every cache key.
+VERSION = 1
+#: Options that change how a result is computed, not the result (chunk-size parity is tested
+#: for every method in tests/test_methods.py): they do not enter the cache key.
+NOT_IN_KEY = frozenset({"batch_size", "progress"})
+
+
+def cache_folder(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where :func:`explain_cached` keeps its files: ``<cache_dir>/maps``, else
+    ``$LIFTCAM_CACHE/maps``, else ``<repo>/data/cache/maps`` (git-ignored)."""
+    if cache_dir is None:
+        root = os.environ.get("LIFTCAM_CACHE")
+        cache_dir = Path(root) if root else Path(__file__).resolve().parents[2] / "data" / "cache"
+    return Path(cache_dir) / "maps"
+
+
+def _rule_digest(method: str) -> str:
+    """sha256 of the source of the module that defines the method's rule: an edited rule is a new key."""
+    module = sys.modules[RULES[method].__module__]
+    try:
+        source = inspect.getsource(module)
+    except (OSError, TypeError):  # pragma: no cover - a rule defined where no source is kept
+        source = RULES[method].__qualname__
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
+def _read(path: Path, key: str, K: int) -> np.ndarray | None:
+    """The cached alpha (K,), or None when absent, unreadable or made for another key."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            alpha, stored = f["alpha"], str(f["key"])
+        if stored == key and alpha.shape == (K,):
+            return alpha
+        warnings.warn(f"{path} holds another key; recomputing it")
+    except Exception as e:  # a file cut short outside this module, or garbage
+        warnings.warn(f"ignoring unreadable explanation cache file {path} ({type(e).__name__}: {e}); recomputing it")
+    return None
+
+
+def _write(path: Path, alpha: np.ndarray, key: str) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, alpha=alpha, key=np.array(key))
+    atomic_write(path, buf.getvalue())
+
+
+def explain_cached(model: SplitModel, images: Tensor, method: str, targets=None, *,
+                   cache_dir: str | os.PathLike | None = None, key: str | None = None,
+                   **options) -> Explanation:
+    """:func:`liftcam.explain` of ``images`` with ``method``, each image's coefficients cached on disk.
+
+    An image's result is identified by ``key`` (default: the model's name and a sha256 of its
+    weights), the layer, a sha256 of the image, the method, a sha256 of the source of the module
+    that defines its rule, the ``options`` (except :data:`NOT_IN_KEY`), the target class and
+    :data:`VERSION`. Missing images are explained in one :func:`liftcam.explain` call and each
+    image's alpha (K,) is written atomically to ``<sha256 of the key>.npz`` in
+    :func:`cache_folder`; maps are rebuilt from alpha with :func:`~liftcam.core.cam_maps` on the
+    activations of one forward pass, as :func:`liftcam.explain` builds them. ``extras`` holds
+    ``cached`` (B,) bool and ``files`` (a method's own extras are not kept).
+
+        >>> e = explain_cached(s, x, "lime-cam", cache_dir="data/cache", seed=0)
+    """
+    _check_method(model, method)
+    images = check_images(images).to(model.device)
+    A, logits = _forward(model, images)
+    return _explain_cached(model, images, A, logits, resolve_targets(targets, logits), method, cache_dir,
+                           _model_key(model) if key is None else key, options)
+
+
+def _check_method(model, method: str) -> None:
+    if not isinstance(model, SplitModel):
+        raise TypeError(f"explain_cached needs a liftcam SplitModel (liftcam.models.load / split), "
+                        f"got {type(model).__name__}")
+    if method not in RULES:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(RULES)}")
+    if method == "shap-cam":
+        raise ValueError("SHAP-CAM has its own cache: use liftcam.shapley.ground_truth (or explain_all)")
+
+
+def _forward(model: SplitModel, images: Tensor) -> tuple[Tensor, Tensor]:
+    """(A (B, K, h, w), logits (B, C)) in eval mode, without gradients."""
+    with evaluating(model), torch.no_grad():
+        A = model.body(images)
+        return A, model.head(A)
+
+
+def _model_key(model: SplitModel) -> str:
+    """The default model key, as :func:`liftcam.shapley.ground_truth` makes it: name and weights' sha256."""
+    from .shapley import model_digest  # not at import time: shapley registers "shap-cam"
+    return f"{model.name}:{model_digest(model)}"
+
+
+def _explain_cached(model, images, A, logits, t, method, cache_dir, key, options) -> Explanation:
+    """explain_cached on images whose activations A and logits are known (one forward pass for many methods)."""
+    from .shapley import image_digest
+
+    B, K = A.shape[:2]
+    folder = cache_folder(cache_dir)
+    ident = {"version": VERSION, "method": method, "rule": _rule_digest(method), "layer": model.layer,
+             "model": key, "options": json.dumps({k: v for k, v in options.items() if k not in NOT_IN_KEY},
+                                                 sort_keys=True, default=repr)}
+    keys = [json.dumps({**ident, "image": image_digest(images[i]), "target": int(t[i])}, sort_keys=True)
+            for i in range(B)]
+    files = [folder / f"{hashlib.sha256(k.encode()).hexdigest()}.npz" for k in keys]
+    alpha = torch.empty(B, K, dtype=A.dtype, device=A.device)
+    cached = torch.zeros(B, dtype=torch.bool)
+    for i in range(B):
+        got = _read(files[i], keys[i], K)
+        if got is not None:
+            alpha[i], cached[i] = torch.as_tensor(got, dtype=A.dtype), True
+    missing = (~cached).nonzero().flatten()
+    if len(missing):
+        e = explain(model, images[missing.to(images.device)], method=method, targets=t[missing.to(t.device)], **options)
+        alpha[missing.to(A.device)] = e.coefficients.to(A.dtype)
+        for j, i in enumerate(missing.tolist()):
+            _write(files[i], e.coefficients[j].detach().cpu().numpy(), keys[i])
+    maps, raw = cam_maps(A, alpha, images.shape[-2:])
+    return Explanation(maps, raw, alpha, t, logits, method, {"cached": cached, "files": files})
+
+
+def explain_all(model: SplitModel, images: Tensor, methods, *, cache_dir: str | os.PathLike | None = None,
+                limits: dict | None = None, options: dict | None = None, shap_nsamples: int | None = None,
+                seed: int = 0, batch_size: int | None = None, progress: bool = False) -> dict[str, Explanation]:
+    """``{method: Explanation}`` for each of ``methods`` on ``images``, through the on-disk caches.
+
+    - ``limits``: ``{method: n}`` explains only the first n images with that method (the
+      expensive ones on a small budget; 0 leaves the method out of the result).
+    - ``options``: ``{method: {option: value}}`` for the method's rule.
+    - ``seed`` and ``batch_size`` go to every rule that takes them (LIME-CAM's coalitions;
+      the perturbations per forward pass of Score-CAM, Ablation-CAM, LIME-CAM) unless
+      ``options`` sets them.
+    - ``"shap-cam"``: the ground truth, :func:`liftcam.shapley.ground_truth` with
+      ``nsamples=shap_nsamples, seed=seed``, cached in ``<cache_dir>/shap``.
+    - the others: :func:`explain_cached`, cached in ``<cache_dir>/maps``.
+
+        >>> exps = explain_all(s, x, ["grad-cam", "score-cam", "shap-cam"], limits={"score-cam": 3},
+        ...                    shap_nsamples=2688, cache_dir="data/cache")
+    """
+    from .shapley import ground_truth
+
+    limits, options = dict(limits or {}), dict(options or {})
+    unknown = [m for m in [*methods, *limits, *options] if m not in RULES]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(RULES)}")
+    for m in methods:
+        if m != "shap-cam":
+            _check_method(model, m)
+    images = check_images(images).to(model.device)
+    A, logits = _forward(model, images)                               # once for every method
+    t = resolve_targets(None, logits)
+    key = _model_key(model)                                           # the same key as ground_truth's default
+    out = {}
+    for m in methods:
+        n = len(images) if limits.get(m) is None else min(int(limits[m]), len(images))
+        if n <= 0:
+            continue
+        if m == "shap-cam":
+            shap_dir = None if cache_dir is None else Path(cache_dir) / "shap"
+            out[m] = ground_truth(model, images[:n], nsamples=shap_nsamples, seed=seed, cache_dir=shap_dir,
+                                  progress=progress, **options.get(m, {}))
+        else:
+            takes = inspect.signature(RULES[m]).parameters
+            opts = {k: v for k, v in (("seed", seed), ("batch_size", batch_size)) if k in takes and v is not None}
+            out[m] = _explain_cached(model, images[:n], A[:n], logits[:n], t[:n], m, cache_dir, key,
+                                     {**opts, **options.get(m, {})})
+    return out
+
+
+def to_npz(explanations: dict, names=None) -> bytes:
+    """``{method: Explanation}`` as the bytes of an ``.npz`` file: what makes every map, per method.
+
+    Arrays ``<method>.raw`` (n, h, w) (the map before ReLU, upsampling and min-max: the map follows
+    from it exactly), ``<method>.coefficients`` (n, K) and ``<method>.targets`` (n,), float32 /
+    int64; ``names`` (the images, optional) as ``names``. Write it with
+    :func:`liftcam.report.atomic_write`.
+    """
+    arrays = {}
+    if names is not None:
+        arrays["names"] = np.array([str(n) for n in names])
+    for m, e in explanations.items():
+        arrays[f"{m}.raw"] = e.raw.detach().to("cpu", torch.float32).numpy()
+        arrays[f"{m}.coefficients"] = e.coefficients.detach().to("cpu", torch.float32).numpy()
+        arrays[f"{m}.targets"] = e.targets.detach().cpu().long().numpy()
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
