@@ -40,7 +40,7 @@ $(BUILD)/%.ipynb: notebooks/%.ipynb params/$(PROFILE).yaml $(LIB) | $(STAMP)
 	@mkdir -p $(@D)
 	@echo "== $< ($(PROFILE))"
 	@$(BIN)/papermill $< $(@:.ipynb=.partial.ipynb) -f params/$(PROFILE).yaml -p profile $(PROFILE) \
-	    -k python3 --cwd . --log-level WARNING --no-progress-bar
+	    -k python3 --cwd . --log-level ERROR --no-progress-bar
 	@mv $(@:.ipynb=.partial.ipynb) $@
 
 # each notebook runs after the one before it (they talk through files on disk)
