@@ -43,16 +43,3 @@ def test_notebook_runs_on_smoke_profile(notebook, smoke_dir):
                                kernel_name="python3", cwd=str(REPO), progress_bar=False)
     assert any((smoke_dir / "figures").iterdir()), "the notebook wrote no figure or table"
 
-
-def test_atomic_write_replaces_whole_files_with_the_usual_mode(tmp_path):
-    import os
-
-    from liftcam import report
-
-    path = report.atomic_write(tmp_path / "sub" / "table.md", "one\n")
-    report.atomic_write(path, b"two\n")
-    assert path.read_text() == "two\n"
-    assert [p.name for p in path.parent.iterdir()] == ["table.md"], "no temporary file left behind"
-    umask = os.umask(0)
-    os.umask(umask)
-    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

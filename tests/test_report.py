@@ -1,0 +1,30 @@
+"""liftcam.report: atomic writes and provenance."""
+import json
+
+import pandas as pd
+
+
+def test_atomic_write_replaces_whole_files_with_the_usual_mode(tmp_path):
+    import os
+
+    from liftcam import report
+
+    path = report.atomic_write(tmp_path / "sub" / "table.md", "one\n")
+    report.atomic_write(path, b"two\n")
+    assert path.read_text() == "two\n"
+    assert [p.name for p in path.parent.iterdir()] == ["table.md"], "no temporary file left behind"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_table_has_numbers_markdown_and_provenance(tmp_path):
+    from liftcam import report
+
+    df = pd.DataFrame({"method": ["a", "b"], "score": [0.5, float("nan")]}).set_index("method")
+    report.save_table(df, tmp_path / "t", {"seed": 3}, title="T")
+    assert pd.read_csv(tmp_path / "t.csv", index_col=0)["score"].iloc[0] == 0.5
+    md = (tmp_path / "t.md").read_text()
+    assert "| method | score |" in md and "| a | 0.500 |" in md and "| b | nan |" in md
+    prov = json.loads((tmp_path / "t.json").read_text())
+    assert prov["parameters"] == {"seed": 3} and prov["versions"]["torch"] and "commit" in prov
