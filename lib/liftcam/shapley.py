@@ -193,18 +193,19 @@ def exact_shapley(head: Callable, A: Tensor, targets, *, batch_size: int | None 
         raise ValueError(f"exact_shapley evaluates all 2^K coalitions; K = {K} maps would need 2^{K} head "
                          f"evaluations per image (at most K = {MAX_EXACT_MAPS} here). Estimate the values "
                          "with KernelSHAP instead: liftcam.explain(..., method='shap-cam', nsamples=...)")
-    t = _per_image(targets, B)
     A = A.detach()
+    t = _per_image(targets, B).to(A.device)
     n = 1 << K
     codes = torch.arange(n, device=A.device)                         # coalition S as a bit mask
     bits = 1 << torch.arange(K, device=A.device)
-    v = torch.empty(B, n, dtype=torch.float64)                       # v(S) per image, on CPU
+    v = torch.empty(B, n, dtype=torch.float64, device=A.device)      # v(S) per image
     ctx = evaluating(head) if isinstance(head, nn.Module) else contextlib.nullcontext()
     with ctx, torch.no_grad():
         for b in range(B):
             for sl in chunks(n, batch_size):
                 z = (codes[sl, None] & bits).ne(0).to(A.dtype)       # (n', K)
-                v[b, sl] = head(z[:, :, None, None] * A[b][None])[:, int(t[b])].cpu().double()
+                v[b, sl] = head(z[:, :, None, None] * A[b][None])[:, t[b]].double()
+    v = v.cpu()                                                      # one copy, for the sums below
 
     # phi_k = sum_S v(S) c_k(S): c_k = w(|S| - 1) if k in S, -w(|S|) if not, w(s) = s!(K-s-1)!/K!
     w = torch.tensor([math.factorial(s) * math.factorial(K - s - 1) / math.factorial(K) for s in range(K)],
