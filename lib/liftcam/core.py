@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from .models import SplitModel, split
 
-__all__ = ["Batch", "Explanation", "RULES", "register", "explain", "cam_maps", "minmax", "evaluating", "chunks",
+__all__ = ["Batch", "Explanation", "RULES", "register", "explain", "explain_batch", "cam_maps", "minmax", "evaluating", "chunks",
            "check_images", "resolve_targets"]
 
 
@@ -189,10 +189,14 @@ def explain(model, images: Tensor, method: str = "lift-cam", targets=None, *, la
         with torch.no_grad():
             A = model.body(images)                      # (B, K, h, w)
             logits = model.head(A)                      # (B, C)
-        t = resolve_targets(targets, logits)
-        batch = Batch(model, images, A, t, logits)
+        return explain_batch(Batch(model, images, A, resolve_targets(targets, logits), logits), method, **options)
+
+
+def explain_batch(batch: Batch, method: str, **options) -> Explanation:
+    """:func:`explain` for a batch whose maps and logits are already computed (no forward pass)."""
+    with evaluating(batch.model):
         out = RULES[method](batch, **options)
     alpha, extras = out if isinstance(out, tuple) else (out, {})
     alpha = alpha.detach()
-    maps, raw = cam_maps(A, alpha, images.shape[-2:])
-    return Explanation(maps, raw, alpha, t, logits, method, extras)
+    maps, raw = cam_maps(batch.activations, alpha, batch.images.shape[-2:])
+    return Explanation(maps, raw, alpha, batch.targets, batch.logits, method, extras)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .core import RULES, Explanation, cam_maps, check_images, evaluating, explain, resolve_targets
+from .core import RULES, Batch, Explanation, cam_maps, check_images, evaluating, explain_batch, resolve_targets
 from .models import SplitModel
 from .report import atomic_write
 
@@ -87,8 +87,9 @@ def explain_cached(model: SplitModel, images: Tensor, method: str, targets=None,
     An image's result is identified by ``key`` (default: the model's name and a sha256 of its
     weights), the layer, a sha256 of the image, the method, a sha256 of the source of the module
     that defines its rule, the ``options`` (except :data:`NOT_IN_KEY`), the target class and
-    :data:`VERSION`. Missing images are explained in one :func:`liftcam.explain` call and each
-    image's alpha (K,) is written atomically to ``<sha256 of the key>.npz`` in
+    :data:`VERSION`. Missing images are explained in one :func:`~liftcam.core.explain_batch` call
+    on the maps already computed, and each image's alpha (K,) is written atomically to
+    ``<sha256 of the key>.npz`` in
     :func:`cache_folder`; maps are rebuilt from alpha with :func:`~liftcam.core.cam_maps` on the
     activations of one forward pass, as :func:`liftcam.explain` builds them. ``extras`` holds
     ``cached`` (B,) bool and ``files`` (a method's own extras are not kept).
@@ -145,7 +146,8 @@ def _explain_cached(model, images, A, logits, t, method, cache_dir, key, options
             alpha[i], cached[i] = torch.as_tensor(got, dtype=A.dtype), True
     missing = (~cached).nonzero().flatten()
     if len(missing):
-        e = explain(model, images[missing.to(images.device)], method=method, targets=t[missing.to(t.device)], **options)
+        m = missing.to(A.device)                                      # the maps are known: no second forward pass
+        e = explain_batch(Batch(model, images[m], A[m], t[m], logits[m]), method, **options)
         alpha[missing.to(A.device)] = e.coefficients.to(A.dtype)
         for j, i in enumerate(missing.tolist()):
             _write(files[i], e.coefficients[j].detach().cpu().numpy(), keys[i])
