@@ -8,6 +8,7 @@ import torchvision
 from PIL import Image
 from torch import nn
 
+import liftcam
 from conftest import noise
 from liftcam import models
 
@@ -168,3 +169,125 @@ def test_preprocess_crop_maps_boxes_and_drops_cropped_ones():
         (0, 0, 224, 224), (56, 84, 156, 104)]
     with pytest.raises(TypeError, match="PIL image"):
         t(torch.zeros(3, 4, 4))
+
+
+class _UnusedInplace(nn.Module):
+    """forward: f = c(x); f.<op>_(); return fc(f.mean((2, 3))): the in-place result is never used."""
+
+    def __init__(self, op: str):
+        super().__init__()
+        torch.manual_seed(0)
+        self.c, self.fc, self.op = nn.Conv2d(3, 4, 3), nn.Linear(4, 3), op
+
+    def forward(self, x):
+        f = self.c(x)
+        if self.op == "mul_":
+            f.mul_(f)
+        else:
+            getattr(f, self.op)()
+        return self.fc(f.mean((2, 3)))
+
+
+@pytest.mark.parametrize("op", ["relu_", "sigmoid_", "mul_"])
+def test_split_replays_in_place_operations_whose_result_is_unused(op):
+    net = _UnusedInplace(op).eval()
+    s = models.split(net, "c")
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(s(x), net(x))
+    assert s.verified
+
+
+class _InplaceOnAView(nn.Module):
+    """An in-place ReLU on a view of the maps: fx cannot see that it changes f."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.c, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(4, 3)
+
+    def forward(self, x):
+        f = self.c(x)
+        f.view(-1).relu_()
+        return self.fc(f.mean((2, 3)))
+
+
+def test_a_split_that_does_not_reproduce_the_model_is_an_error_naming_the_layer():
+    with pytest.raises(models.SplitError, match="layer 'c'.*does not reproduce"):
+        models.split(_InplaceOnAView().eval(), "c")
+
+
+def test_a_model_that_cannot_take_the_default_probe_is_verified_on_its_first_images():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 6 * 6, 3)).eval()  # 8 x 8 only
+    s = models.split(net, "1")
+    assert not s.verified
+    liftcam.explain(s, torch.rand(1, 3, 8, 8), method="grad-cam")
+    assert s.verified
+    bad = _InplaceOnAView().eval()
+    bad.fc = nn.Sequential(bad.fc)                           # still fine at 224: verified at split time
+    with pytest.raises(models.SplitError):
+        models.split(bad, "c")
+
+
+def test_splitting_at_the_classifier_or_a_tuple_model_says_what_to_do(resnet50_net):
+    with pytest.raises(ValueError, match="not activation maps"):
+        models.split(resnet50_net, "fc")
+
+    class Pair(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(4, 3)
+
+        def forward(self, x):
+            y = self.fc(self.c(x).relu().mean((2, 3)))
+            return y, y.softmax(1)
+
+    with pytest.raises(ValueError, match="returns tuple, not logits.*first element"):
+        models.split(Pair().eval(), "c")
+
+
+def test_images_too_small_for_the_network_are_a_clear_error(vgg16):
+    with pytest.raises(ValueError, match="too small"):
+        liftcam.explain(vgg16, torch.rand(1, 3, 8, 8), method="grad-cam")
+
+
+def test_float64_images_and_low_precision_models(vgg16):
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    e32 = liftcam.explain(vgg16, x, method="grad-cam")
+    e64 = liftcam.explain(vgg16, x.double(), method="grad-cam")         # cast to the model's dtype
+    torch.testing.assert_close(e64.maps, e32.maps)
+    bf = copy.deepcopy(vgg16).to(torch.bfloat16)
+    assert bf.dtype == torch.bfloat16
+    e = liftcam.explain(bf, x, method="grad-cam")                       # float32 images cast to bfloat16
+    assert e.maps.dtype == torch.bfloat16
+    try:
+        liftcam.explain(bf, x, method="lift-cam")
+    except liftcam.methods.CompletenessError as err:                    # blamed on the dtype, not the layer
+        assert "bfloat16" in str(err) and "float32" in str(err) and "no DeepLIFT rule" not in str(err)
+
+
+def test_a_corrupt_legacy_checkpoint_is_not_loaded_and_no_unsafe_advice_is_given(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    folder = tmp_path / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / models.LEGACY_CHECKPOINTS["resnet50"]).write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(models.WeightsNotFoundError, match="not a valid resnet50 checkpoint") as err:
+        models.load("resnet50", download=False)
+    assert "do not load it with weights_only=False" in str(err.value)
+    assert "use weights_only=False" not in str(err.value).replace("do not load it with weights_only=False", "")
+
+
+def test_explain_with_layer_reuses_the_split_until_the_network_changes():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+    x = torch.rand(1, 3, 16, 16)
+    a = liftcam.explain(net, x, method="lift-cam", layer="1")
+    first = liftcam.core._SPLITS[net][1]
+    liftcam.explain(net, x, method="lift-cam", layer="1")
+    assert liftcam.core._SPLITS[net][1] is first                     # not traced again
+    with torch.no_grad():
+        net[4].weight.mul_(-1)                                      # changed in place: split again
+    b = liftcam.explain(net, x, method="lift-cam", layer="1")
+    assert liftcam.core._SPLITS[net][1] is not first
+    torch.testing.assert_close(b.coefficients, -a.coefficients)

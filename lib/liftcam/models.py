@@ -1,7 +1,7 @@
 """Classification CNNs split at a target layer: ``y = head(body(x))``.
 
 Every CAM in this package is a rule over the activation maps ``A = body(x)`` of one layer and
-the part of the network after it, ``F = head`` (PAPER.md section 1). :func:`split` cuts any
+the part of the network after it, ``F = head`` (docs/paper.md, section 1). :func:`split` cuts any
 torch classification CNN there with a ``torch.fx`` graph (so functional calls after the layer,
 ``torch.flatten``, ``F.relu``, pooling calls, are part of the head), and :func:`load` gives the
 three models of this project with their preprocessing.
@@ -16,14 +16,15 @@ from __future__ import annotations
 import copy
 import operator
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 import torch.fx as fx
 from PIL import Image
 from torch import nn
 
-__all__ = ["SplitModel", "ImageTransform", "Normalize", "split", "load", "device", "MODELS", "WeightsNotFoundError"]
+__all__ = ["SplitModel", "ImageTransform", "Normalize", "split", "load", "device", "MODELS", "ModelSpec",
+           "WeightsNotFoundError", "SplitError"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -31,6 +32,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 class WeightsNotFoundError(FileNotFoundError):
     """Pretrained weights are neither in the torch cache nor downloadable."""
+
+
+class SplitError(ValueError):
+    """``head(body(x))`` does not reproduce the model: the split missed part of its forward pass."""
+
+
+def _shape(t) -> str:
+    return str(tuple(t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__
 
 
 class Normalize(nn.Module):
@@ -63,7 +72,7 @@ class ImageTransform:
         return f"ImageTransform(resize={self.resize}, crop={self.crop}, interpolation={self.interpolation!r})"
 
     def _geometry(self, width: int, height: int):
-        """(scale_x, scale_y, offset_x, offset_y, out_w, out_h) of the resize + crop."""
+        """(scale_x, scale_y, offset_x, offset_y, out_w, out_h, resized_w, resized_h) of the resize + crop."""
         if self.resize is None:
             new_w, new_h = width, height
         elif isinstance(self.resize, int):
@@ -124,7 +133,7 @@ class SplitModel(nn.Module):
 
     def __init__(self, body: nn.Module, head: nn.Module, *, layer: str,
                  preprocess: Callable | None = None, categories: Sequence[str] | None = None,
-                 name: str | None = None):
+                 name: str | None = None, reference: nn.Module | None = None):
         super().__init__()
         self.body = body
         self.head = head
@@ -132,6 +141,9 @@ class SplitModel(nn.Module):
         self.preprocess = preprocess if preprocess is not None else ImageTransform()
         self.categories = list(categories) if categories is not None else None
         self.name = name or "model"
+        # the unsplit model (sharing the parameters), kept out of the module tree: verify() compares with it
+        object.__setattr__(self, "_reference", reference)
+        self.verified = reference is None
         self.eval()
 
     def forward(self, x):
@@ -144,6 +156,45 @@ class SplitModel(nn.Module):
         for t in self.buffers():
             return t.device
         return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the first floating-point parameter (float32 when there is none)."""
+        for t in [*self.parameters(), *self.buffers()]:
+            if t.is_floating_point():
+                return t.dtype
+        return torch.float32
+
+    def verify(self, images: torch.Tensor, *, A: torch.Tensor | None = None,
+               logits: torch.Tensor | None = None) -> None:
+        """Check once that ``head(body(x))`` equals the unsplit model on ``images``; raise
+        :class:`SplitError` naming the layer when it does not (a forward pass that torch.fx cannot
+        capture). Later calls return at once; ``A`` and ``logits`` spare the split's own pass."""
+        if self.verified:
+            return
+        stem, ref = self.body[0], self._reference
+        with torch.no_grad():
+            if logits is None:
+                logits = self.head(self.body(images) if A is None else A)
+            want = ref.to(self.device)(stem(images))
+        if not isinstance(want, torch.Tensor) or want.dim() != 2:
+            raise ValueError(f"{self.name} returns {_shape(want)}, not logits (B, C); wrap it in a module whose "
+                             "forward returns the class scores (e.g. the first element of its tuple)")
+        if isinstance(want, torch.Tensor) and isinstance(logits, torch.Tensor) and want.shape == logits.shape:
+            err = (logits.double() - want.double()).abs().max().item()
+            scale = want.double().abs().max().item()
+            rtol = max(1e-4, 16 * torch.finfo(want.dtype).eps)
+            if err <= rtol * scale + torch.finfo(want.dtype).tiny:
+                self.verified = True
+                return
+            what = f"differs from the model by up to {err:.3g} (largest logit {scale:.3g})"
+        else:
+            what = f"returns {_shape(logits)} where the model returns {_shape(want)}"
+        raise SplitError(
+            f"splitting {self.name} at layer {self.layer!r} does not reproduce the model: head(body(x)) {what}. "
+            "The forward pass does something torch.fx cannot capture: an in-place operation on a view "
+            "(x.view(...).relu_()), an attribute or buffer changed during forward, or Python control flow "
+            "that depends on the input. Rewrite that step out of place, or split at another layer.")
 
     @property
     def num_classes(self) -> int | None:
@@ -184,11 +235,56 @@ _INPLACE_OPS = {operator.iadd: operator.add, operator.isub: operator.sub,
                 operator.imul: operator.mul, operator.itruediv: operator.truediv}
 
 
-def _without_inplace(model: nn.Module) -> None:
-    """In-place activations would overwrite A (a leaf that needs gradients): turn them off."""
-    for m in model.modules():
-        if isinstance(getattr(m, "inplace", None), bool):
+def _out_of_place(node: fx.Node):
+    """The out-of-place twin of an in-place operation (``x.relu_()``, ``torch.sigmoid_``, ``x += y``), or None."""
+    if node.op == "call_function":
+        if node.target in _INPLACE_OPS:
+            return _INPLACE_OPS[node.target]
+        name = getattr(node.target, "__name__", "")
+        if name.endswith("_") and not name.startswith("_"):
+            for space in (torch, torch.nn.functional):
+                if getattr(space, name, None) is node.target and callable(getattr(space, name[:-1], None)):
+                    return getattr(space, name[:-1])
+    if node.op == "call_method" and node.target.endswith("_") and not node.target.startswith("_") \
+            and callable(getattr(torch.Tensor, node.target[:-1], None)):
+        return node.target[:-1]
+    return None
+
+
+def _replay_inplace(graph: fx.Graph, inplace_modules: set[str] = frozenset()) -> None:
+    """Make every in-place operation out of place, and every later read of the tensor it mutated read
+    its result instead: fx would otherwise drop an in-place call whose result is unused
+    (``f.relu_(); return fc(f)``) as dead code, and the head would lose the ReLU."""
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    for node in list(graph.nodes):
+        twin = _out_of_place(node)
+        if twin is None or not node.args or not isinstance(node.args[0], fx.Node):
+            if node.op == "call_module" and node.target in inplace_modules:
+                pass                                   # turned off by _without_inplace: rewire only
+            elif node.op == "call_function" and node.kwargs.get("inplace"):
+                node.kwargs = {**node.kwargs, "inplace": False}
+                twin = node.target
+            else:
+                continue
+        else:
+            node.target = twin
+        mutated = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+        if mutated is None:
+            continue
+        for user in list(mutated.users):
+            if user is not node and order[user] > order[node]:
+                user.replace_input_with(mutated, node)
+
+
+def _without_inplace(model: nn.Module) -> set[str]:
+    """In-place activations would overwrite A (a leaf that needs gradients): turn them off.
+    Returns the names of the modules that were in place (their calls are replayed out of place)."""
+    names = set()
+    for name, m in model.named_modules():
+        if getattr(m, "inplace", None) is True:
             m.inplace = False
+            names.add(name)
+    return names
 
 
 def _layer_names(model: nn.Module) -> list[str]:
@@ -197,15 +293,21 @@ def _layer_names(model: nn.Module) -> list[str]:
 
 def split(model: nn.Module, layer: str, *, preprocess: Callable | None = None,
           categories: Sequence[str] | None = None, normalize: tuple | None = None,
-          name: str | None = None) -> SplitModel:
+          name: str | None = None, example: torch.Tensor | None = None) -> SplitModel:
     """Cut a classification CNN at ``layer`` (a name from ``model.named_modules()``).
 
     ``normalize=(mean, std)`` puts that channel normalisation at the start of ``body`` (images
     then stay in [0, 1] pixel space); ``preprocess`` maps a PIL image to such a tensor. The
     caller's model is not touched: the split is built from a deep copy.
 
-    Raises ``ValueError`` for an unknown layer (listing the valid ones) and for a layer that
-    is not a cut point (the computation after it also reads a tensor computed before it).
+    In-place operations are replayed out of place (fx would drop ``f.relu_()`` whose result is
+    unused). The split is then checked once: ``head(body(x))`` must equal the model on ``example``
+    (images in [0, 1], default one seeded random 224 x 224 image; when the model cannot take that,
+    on the first images explained), else :class:`SplitError` names the layer.
+
+    Raises ``ValueError`` for an unknown layer (listing the valid ones), for a layer that is not a
+    cut point (the computation after it also reads a tensor computed before it), and for a layer
+    whose output is not maps (B, K, h, w) (the classifier).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"split takes a torch.nn.Module, got {type(model).__name__}")
@@ -214,17 +316,13 @@ def split(model: nn.Module, layer: str, *, preprocess: Callable | None = None,
         raise ValueError(f"unknown layer {layer!r} for {type(model).__name__}; valid layers are the "
                          f"names in model.named_modules(): {', '.join(names)}")
     model = copy.deepcopy(model).eval()
-    _without_inplace(model)
+    inplace_modules = _without_inplace(model)
     tracer = _Tracer(layer)
     try:
         graph = tracer.trace(model)
     except Exception as e:  # fx cannot follow data-dependent control flow
         raise ValueError(f"cannot trace {type(model).__name__} with torch.fx to split it at {layer!r}: {e}") from e
-    for node in graph.nodes:
-        if node.op == "call_function" and node.target in _INPLACE_OPS:
-            node.target = _INPLACE_OPS[node.target]
-        if node.op == "call_function" and node.kwargs.get("inplace"):
-            node.kwargs = {**node.kwargs, "inplace": False}
+    _replay_inplace(graph, inplace_modules)
 
     cut = [n for n in graph.nodes if n.op == "call_module" and n.target == layer]
     if not cut:
@@ -238,8 +336,33 @@ def split(model: nn.Module, layer: str, *, preprocess: Callable | None = None,
     head = _head_graph(graph, cut, layer)
     body_gm, head_gm = _module(model, body, "Body"), _module(model, head, "Head")
     stem = Normalize(*normalize) if normalize is not None else nn.Identity()
-    return SplitModel(nn.Sequential(stem, body_gm), head_gm, layer=layer, preprocess=preprocess,
-                      categories=categories, name=name or type(model).__name__)
+    s = SplitModel(nn.Sequential(stem, body_gm), head_gm, layer=layer, preprocess=preprocess,
+                   categories=categories, name=name or type(model).__name__, reference=model)
+    _probe(s, example)
+    return s
+
+
+def _probe(s: SplitModel, example) -> None:
+    """Verify the split on ``example`` (default: one seeded random 224 x 224 image). When the model
+    cannot run the default probe (another input size), the first real batch verifies it instead."""
+    if example is None:
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(1, 3, 224, 224, generator=g).to(s.device, s.dtype)
+    else:
+        x = torch.as_tensor(example).to(s.device, s.dtype)
+    with torch.no_grad():
+        try:
+            s._reference(s.body[0](x))
+        except Exception:
+            if example is not None:
+                raise
+            return                                     # verified on the first images explained
+        A = s.body(x)
+        if A.dim() != 4:
+            raise ValueError(f"layer {s.layer!r} outputs {tuple(A.shape)}, not activation maps (B, K, h, w): a CAM "
+                             "needs a convolutional layer; split the model at a conv block (e.g. the last one "
+                             "before pooling), not at the classifier")
+        s.verify(x, A=A)
 
 
 def _body_graph(graph: fx.Graph, cut: fx.Node) -> fx.Graph:
@@ -324,15 +447,22 @@ def _torchvision(arch: str, download: bool) -> nn.Module:
     folder = Path(get_dir()) / "checkpoints"
     file = folder / Path(weights.url).name
     legacy = folder / LEGACY_CHECKPOINTS.get(arch, file.name)
-    if not file.exists() and legacy.exists():
-        model = getattr(torchvision.models, arch)(weights=None)
-        model.load_state_dict(torch.load(legacy, map_location="cpu", weights_only=True))
-        return model.eval()
     names = " or ".join(dict.fromkeys([file.name, legacy.name]))
     how = (f"Put the torchvision checkpoint {names} into {folder} (the torch cache: "
            f"$TORCH_HOME/hub/checkpoints, TORCH_HOME defaults to ~/.cache/torch), for example by "
            f"downloading {weights.url} on a machine with internet access, or run "
            f"`torchvision.models.{arch}(weights='IMAGENET1K_V1')` once where the download works.")
+    if not file.exists() and legacy.exists():
+        model = getattr(torchvision.models, arch)(weights=None)
+        try:
+            state = torch.load(legacy, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        except Exception as e:  # truncated, corrupt, or not a state dict of this architecture
+            # torch's own message may advise weights_only=False: unsafe for a file of unknown origin
+            raise WeightsNotFoundError(
+                f"{legacy} is not a valid {arch} checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+                f"Delete it and fetch the file again; do not load it with weights_only=False. {how}") from None
+        return model.eval()
     if not file.exists() and not download:
         raise WeightsNotFoundError(f"{arch} ImageNet weights not found at {file}. {how}")
     try:
@@ -367,14 +497,22 @@ def _efficientnet_lite0() -> nn.Module:
     return model.eval()
 
 
+class ModelSpec(NamedTuple):
+    """How :func:`load` builds one of the project's models."""
+
+    build: Callable[[bool], nn.Module]       # download -> the model with its ImageNet weights, in eval mode
+    layer: str                               # the default target layer
+    normalize: tuple                         # (mean, std) of the input normalisation
+    preprocess: ImageTransform               # PIL image -> (3, H, W) in [0, 1]
+
+
 MODELS = {
-    # name: (builder(download) -> nn.Module, default layer, normalisation, preprocessing)
-    "efficientnet_lite0": (lambda download: _efficientnet_lite0(), "blocks.6", ((0.5,) * 3, (0.5,) * 3),
-                           ImageTransform(resize=256, crop=224, interpolation="bicubic")),
-    "vgg16": (lambda download: _torchvision("vgg16", download), "features.29", (IMAGENET_MEAN, IMAGENET_STD),
-              ImageTransform(resize=(224, 224))),
-    "resnet50": (lambda download: _torchvision("resnet50", download), "layer4", (IMAGENET_MEAN, IMAGENET_STD),
-                 ImageTransform(resize=(224, 224))),
+    "efficientnet_lite0": ModelSpec(lambda download: _efficientnet_lite0(), "blocks.6", ((0.5,) * 3, (0.5,) * 3),
+                                    ImageTransform(resize=256, crop=224, interpolation="bicubic")),
+    "vgg16": ModelSpec(lambda download: _torchvision("vgg16", download), "features.29",
+                       (IMAGENET_MEAN, IMAGENET_STD), ImageTransform(resize=(224, 224))),
+    "resnet50": ModelSpec(lambda download: _torchvision("resnet50", download), "layer4",
+                          (IMAGENET_MEAN, IMAGENET_STD), ImageTransform(resize=(224, 224))),
 }
 
 
@@ -399,10 +537,9 @@ def load(name: str, *, layer: str | None = None, device=None, download: bool = T
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    build, default_layer, (mean, std), transform = MODELS[name]
-    model = build(download)
-    s = split(model, layer or default_layer, preprocess=transform, categories=_imagenet_categories(),
-              normalize=(mean, std), name=name)
+    spec = MODELS[name]
+    s = split(spec.build(download), layer or spec.layer, preprocess=spec.preprocess,
+              categories=_imagenet_categories(), normalize=spec.normalize, name=name)
     if device is not None:
         s = s.to(device)
     return s

@@ -22,7 +22,7 @@ def head_gradients(batch: Batch) -> tuple[Tensor, Tensor]:
     return g, out.detach()
 
 
-@register("grad-cam")
+@register("grad-cam", label="Grad-CAM", colour="#1f77b4", cost="head", rank=10)
 def grad_cam(batch: Batch) -> Tensor:
     """Grad-CAM (Selvaraju et al., ICCV 2017, Eq. 1): alpha_k = mean_ij d y^c / d A_k(i, j).
 
@@ -32,7 +32,7 @@ def grad_cam(batch: Batch) -> Tensor:
     return g.mean((2, 3))
 
 
-@register("grad-cam++")
+@register("grad-cam++", label="Grad-CAM++", colour="#17becf", cost="head", rank=11)
 def grad_cam_plus_plus(batch: Batch, *, eps: float = 1e-6) -> Tensor:
     """Grad-CAM++ (Chattopadhay et al., WACV 2018, Eq. 19): the closed form under y = exp(S^c).
 
@@ -47,7 +47,7 @@ def grad_cam_plus_plus(batch: Batch, *, eps: float = 1e-6) -> Tensor:
     return (g.clamp(min=0) * a).sum((2, 3))
 
 
-@register("xgrad-cam")
+@register("xgrad-cam", label="XGrad-CAM", colour="#2ca02c", cost="head", rank=12)
 def xgrad_cam(batch: Batch, *, eps: float = 1e-7) -> Tensor:
     """XGrad-CAM (Fu et al., BMVC 2020, Eq. 11): alpha_k = sum_ij A_k(i, j) / sum_ab A_k(a, b) * g(i, j)."""
     g, _ = head_gradients(batch)
@@ -55,13 +55,14 @@ def xgrad_cam(batch: Batch, *, eps: float = 1e-7) -> Tensor:
     return (g * A / (A.sum((2, 3), keepdim=True) + eps)).sum((2, 3))
 
 
-@register("cam")
+@register("cam", label="CAM", colour="#ff7f0e", cost="head", rank=15)
 def cam(batch: Batch, *, rtol: float = 1e-4) -> Tensor:
     """CAM (Zhou et al., CVPR 2016, Eq. 2): alpha_k = w_ck, for heads that are GAP + linear.
 
     The weights are read from the gradient (uniform over space for GAP, ``w_ck / (h w)``); the
     head is accepted only if that gradient is spatially constant and the head is affine on this
-    input (``F_c(A) - F_c(0) = sum_k w_ck mean(A_k)``); otherwise a ValueError.
+    input (``F_c(A) - F_c(0) = sum_k w_ck mean(A_k)``), both within ``rtol`` of the size of the
+    terms compared (no absolute floor beyond float epsilon); otherwise a ValueError.
     """
     g, out = head_gradients(batch)
     B, K, h, w = g.shape
@@ -71,7 +72,9 @@ def cam(batch: Batch, *, rtol: float = 1e-4) -> Tensor:
     with torch.no_grad():
         ref = batch.scores(batch.head(torch.zeros_like(batch.activations[:1])).expand(B, -1))
     delta = batch.scores(out) - ref
-    affine = (delta - (weights * batch.activations.mean((2, 3))).sum(1)).abs() <= rtol * delta.abs().clamp(min=1)
+    terms = weights * batch.activations.mean((2, 3))                         # (B, K)
+    eps = torch.finfo(terms.dtype).eps
+    affine = (delta - terms.sum(1)).abs() <= rtol * (terms.abs().sum(1) + delta.abs()) + eps
     if not bool((uniform & affine).all()):
         raise ValueError(
             f"method 'cam' needs a head that is global average pooling followed by a linear layer "

@@ -8,6 +8,7 @@ Hardswish, SiLU, GELU) follow the rule instead of silently falling back to plain
 """
 from __future__ import annotations
 
+import inspect
 import operator
 
 import torch
@@ -17,7 +18,8 @@ from torch import Tensor, nn
 
 from ..core import Batch, register
 
-__all__ = ["lift_cam", "lrp_cam", "deeplift_contributions", "lrp_relevance", "CompletenessError"]
+__all__ = ["lift_cam", "lrp_cam", "deeplift_contributions", "completeness_tolerance", "lrp_relevance",
+           "CompletenessError"]
 
 
 class CompletenessError(RuntimeError):
@@ -46,12 +48,30 @@ LINEAR_MODULES = LRP_LAYER_MODULES[:7] + (nn.Flatten, nn.Unflatten, nn.Identity,
                                           nn.AlphaDropout, nn.ZeroPad2d, nn.Upsample)
 LINEAR_FUNCTIONS = {F.conv2d, F.linear, F.batch_norm, F.avg_pool2d, F.adaptive_avg_pool2d, F.dropout,
                     F.interpolate, F.pad, torch.flatten, torch.reshape, torch.cat, torch.mean, torch.sum,
-                    torch.squeeze, torch.unsqueeze, torch.transpose, torch.permute, operator.add, operator.sub,
+                    torch.squeeze, torch.unsqueeze, torch.transpose, torch.permute, torch.chunk, torch.split,
+                    torch.stack, torch.narrow, operator.add, operator.sub,
                     operator.neg, operator.pos, operator.getitem, getattr, torch._assert, operator.eq,
                     torch.add, torch.sub}
 LINEAR_METHODS = {"view", "reshape", "flatten", "mean", "sum", "permute", "transpose", "contiguous", "size",
-                  "squeeze", "unsqueeze", "expand", "expand_as", "add", "sub", "neg", "__getitem__", "dim"}
+                  "squeeze", "unsqueeze", "expand", "expand_as", "add", "sub", "neg", "__getitem__", "dim", "chunk",
+                  "split", "narrow", "repeat"}
 PRODUCT_FUNCTIONS = {operator.mul, torch.mul}
+
+
+#: regularisers that are the identity in eval mode (torchvision's StochasticDepth, timm's DropPath)
+IDENTITY_IN_EVAL = {"StochasticDepth", "DropPath", "DropBlock2d"}
+IDENTITY_IN_EVAL_FUNCTIONS = {"stochastic_depth", "drop_path", "drop_block_2d"}
+
+
+def _identity_in_eval(op: str, target, module, args, kwargs) -> bool:
+    if op == "call_module":
+        return type(module).__name__ in IDENTITY_IN_EVAL and not module.training
+    if op == "call_function" and getattr(target, "__name__", "") in IDENTITY_IN_EVAL_FUNCTIONS:
+        try:
+            return inspect.signature(target).bind(*args, **kwargs).arguments.get("training", True) is False
+        except (TypeError, ValueError):
+            return False
+    return False
 
 
 def _classify(op: str, target, module, n_varying: int, varying_divisor: bool) -> str:
@@ -125,6 +145,8 @@ class _Propagator(fx.Interpreter):
         varying += [a for a in n.kwargs.values() if isinstance(a, fx.Node) and a in self.varying]
         divisor = n.args[1] if len(n.args) > 1 else None
         kind = _classify(op, target, module, len(varying), isinstance(divisor, fx.Node) and divisor in self.varying)
+        if kind == "other" and _identity_in_eval(op, target, module, args, kwargs):
+            kind = "linear"
         if not varying:
             return fn(*args, **kwargs)
         if self.mode == "deeplift":
@@ -182,25 +204,46 @@ class _Propagator(fx.Interpreter):
         return y.detach() + multiplier * (u - u.detach())
 
     def _maxpool(self, fn, target, module, args, kwargs):
-        """Max pooling: the winner of each window gets the whole (max(x) - max(r)) (captum's rule)."""
+        """Max pooling with summation-to-delta in every window: Δy = max(x) - max(r) goes to one input.
+
+        As captum's rule, the input's winner w gets it (multiplier Δy / Δx_w) whenever
+        |Δx_w| >= |Δy|: always so when the maximum grows, and the multiplier is then at most 1.
+        When it shrinks past the input's winner (|Δx_w| < |Δy|, e.g. Δx_w = 0 while the
+        reference's maximum sat elsewhere), Δy goes to the window's input with the largest |Δx|
+        instead; since |Δy| <= max |Δx| that multiplier is at most 1 too, so no Δy is lost and
+        nothing is divided by a near-zero difference.
+        """
         u = args[0]
         y = fn(*args, **kwargs)
         ux, ur = self._split(u.detach())
         yx, yr = self._split(y.detach())
+        pool = self._indices(target, module, args, kwargs)
+        idx = pool(ux)                                                       # the input's winners
+        dx = (ux - ur.expand_as(ux)).flatten(2)
+        at = lambda t, i: t.flatten(2).gather(2, i.flatten(2)).view_as(yx)  # noqa: E731 - values at indices
+        dy = yx - yr
+        d_win = at(dx.view_as(ux), idx)
+        use_win = d_win.abs() >= dy.abs()
+        idx_alt = pool(dx.abs().view_as(ux))                                 # the largest |Δx| of each window
+        d_alt = at(dx.view_as(ux), idx_alt)
+        s_win = torch.where(use_win & (d_win != 0), dy / torch.where(d_win != 0, d_win, torch.ones_like(d_win)),
+                            torch.zeros_like(dy))
+        s_alt = torch.where(~use_win, dy / torch.where(d_alt != 0, d_alt, torch.ones_like(d_alt)), torch.zeros_like(dy))
+        ux_var = u[: self.n]
+        win = at(ux_var, idx)                                                # differentiable: x at the winner
+        alt = at(ux_var, idx_alt)
+        out_x = yx + s_win * (win - win.detach()) + s_alt * (alt - alt.detach())
+        return torch.cat([out_x, y[self.n:]])
+
+    @staticmethod
+    def _indices(target, module, args, kwargs):
+        """t -> the argmax index of each pooling window of t (as the pooling would pick it)."""
         if module is not None:
             if isinstance(module, nn.AdaptiveMaxPool2d):
-                _, idx = F.adaptive_max_pool2d(ux, module.output_size, return_indices=True)
-            else:
-                _, idx = F.max_pool2d(ux, module.kernel_size, module.stride, module.padding, module.dilation,
-                                      ceil_mode=module.ceil_mode, return_indices=True)
-        else:
-            _, idx = target(ux, *args[1:], **{**kwargs, "return_indices": True})
-        r_at_winner = ur.expand_as(ux).flatten(2).gather(2, idx.flatten(2)).view_as(yx)
-        den = yx - r_at_winner
-        near = den.abs() <= 1e-6 * (1 + yx.abs() + r_at_winner.abs())
-        scale = torch.where(near, torch.ones_like(den), (yx - yr) / torch.where(near, torch.ones_like(den), den))
-        scale = torch.cat([scale, torch.ones_like(yr)])
-        return y.detach() + scale * (y - y.detach())
+                return lambda t: F.adaptive_max_pool2d(t, module.output_size, return_indices=True)[1]
+            return lambda t: F.max_pool2d(t, module.kernel_size, module.stride, module.padding, module.dilation,
+                                          ceil_mode=module.ceil_mode, return_indices=True)[1]
+        return lambda t: target(t, *args[1:], **{**kwargs, "return_indices": True})[1]
 
     def _product(self, args):
         """a * b of two varying factors: the Shapley split, Δ(ab) = Δa (b_x + b_r)/2 + Δb (a_x + a_r)/2."""
@@ -240,12 +283,22 @@ def _run(batch: Batch, mode: str, A: Tensor, epsilon: float = 1e-9):
     return out.detach(), grad[:n], prop.unhandled
 
 
+def completeness_tolerance(contributions: Tensor, delta: Tensor, rtol: float = 1e-4) -> Tensor:
+    """How far ``sum C`` may miss ``delta`` per image (B,): ``rtol`` times the size of what was summed,
+    ``sum |C| + |delta|``, with float epsilon as the only absolute floor (so a tiny head cannot pass
+    by being tiny). Low-precision heads (float16, bfloat16) get ``rtol >= 64 eps`` of their dtype."""
+    eps = torch.finfo(contributions.dtype).eps
+    size = contributions.abs().flatten(1).sum(1) + delta.abs()
+    return max(rtol, 64 * eps) * size + eps
+
+
 def deeplift_contributions(batch: Batch, *, rtol: float = 1e-4) -> tuple[Tensor, Tensor]:
     """DeepLIFT (Rescale rule) contributions of every activation to the target logit.
 
     Zero reference. Returns (C (B, K, h, w), F_c(A) - F_c(0) (B,)). Raises
     :class:`CompletenessError` when ``sum C`` misses ``F_c(A) - F_c(0)`` by more than
-    ``rtol * max(1, |delta|)``, naming the operations that have no rule.
+    :func:`completeness_tolerance` (``rtol`` relative to ``sum |C| + |delta|``), naming the
+    operations that have no rule.
     """
     A = batch.activations
     stacked = torch.cat([A, torch.zeros_like(A[:1])])           # (B + 1, K, h, w): inputs + reference
@@ -253,19 +306,28 @@ def deeplift_contributions(batch: Batch, *, rtol: float = 1e-4) -> tuple[Tensor,
     contributions = multipliers * A                              # (B, K, h, w); reference is zero
     delta = batch.scores(out[:-1]) - out[-1, batch.targets]     # F_c(A) - F_c(0)
     error = (contributions.sum((1, 2, 3)) - delta).abs()
-    bad = error > rtol * delta.abs().clamp(min=1)
+    bad = error > completeness_tolerance(contributions, delta, rtol)
     if bad.any():
         i = int(bad.nonzero()[0])
-        culprits = ", ".join(unhandled) if unhandled else "none found (a rule is numerically unstable here)"
+        if unhandled:
+            why = (f"These operations of the head have no DeepLIFT rule (they fell back to plain gradients): "
+                   f"{', '.join(dict.fromkeys(unhandled))}. Choose a layer whose head uses only linear "
+                   "operations, element-wise non-linearities, max-pooling and products")
+        elif A.dtype in (torch.float16, torch.bfloat16):
+            why = (f"Every operation has a rule; the gap is the rounding of {A.dtype} (eps "
+                   f"{torch.finfo(A.dtype).eps:.2g}). Run the model in float32 (model.float()) for LIFT-CAM")
+        else:
+            why = ("Every operation of the head has a rule, so the gap is numerical (float rounding in a deep "
+                   "head); report it with the model and layer. Running in float64 (model.double(), "
+                   "images.double()) tells rounding from a missing rule")
         raise CompletenessError(
-            f"LIFT-CAM completeness failed for image {i}: sum of contributions "
-            f"{contributions[i].sum().item():.6g} != F_c(A) - F_c(0) = {delta[i].item():.6g}. "
-            f"Operations of the head without a DeepLIFT rule: {culprits}. Choose a layer whose head "
-            f"uses only linear operations, element-wise non-linearities, max-pooling and products.")
+            f"LIFT-CAM completeness failed for image {i} at layer {batch.model.layer!r}: sum of contributions "
+            f"{contributions[i].sum().item():.6g} != F_c(A) - F_c(0) = {delta[i].item():.6g} (gap "
+            f"{error[i].item():.3g}, sum |C| = {contributions[i].abs().sum().item():.3g}). {why}.")
     return contributions, delta
 
 
-@register("lift-cam")
+@register("lift-cam", label="LIFT-CAM", colour="#d62728", cost="head", rank=0)
 def lift_cam(batch: Batch) -> tuple[Tensor, dict]:
     """LIFT-CAM (Jung & Oh, ICCV 2021, Eq. 9): alpha_k = sum_ij C(A_k(i, j)), DeepLIFT on the head.
 
@@ -290,7 +352,7 @@ def lrp_relevance(batch: Batch, *, epsilon: float = 1e-9) -> Tensor:
     return grad * batch.scores(out).view(-1, 1, 1, 1)
 
 
-@register("lrp-cam")
+@register("lrp-cam", label="LRP-CAM", colour="#9467bd", cost="head", rank=1)
 def lrp_cam(batch: Batch, *, epsilon: float = 1e-9) -> Tensor:
     """LRP-CAM (Jung & Oh, ICCV 2021, baseline): alpha_k = sum_ij R(A_k(i, j)), LRP-epsilon on the head.
 
