@@ -373,7 +373,7 @@ def test_bad_input_is_explained(effnet, photos):
         liftcam.explain(effnet, photos[:, :1], method="grad-cam")
     with pytest.raises(ValueError, match="unknown Score-CAM variant"):
         liftcam.explain(effnet, photos[:1], method="score-cam", variant="softmax")
-    with pytest.raises(TypeError, match="unexpected keyword"):
+    with pytest.raises(TypeError, match="does not take the option"):
         liftcam.explain(effnet, photos[:1], method="grad-cam", nsamples=3)
 
 
@@ -399,3 +399,166 @@ def test_explain_accepts_a_plain_module_with_layer(resnet50_net):
     assert e.coefficients.shape == (1, 2048)
     with pytest.raises(ValueError, match="layer="):
         liftcam.explain(resnet50_net, x, method="grad-cam")
+
+
+# ---------------------------------------------------------------------------------------------
+# No silent wrong answers
+
+class _PosHead(nn.Module):
+    """A -> ReLU(A + pos) -> MaxPool2d((1, 2)) -> Linear(1, 1) = 1 * x: the max of a 1 x 2 window."""
+
+    def __init__(self, pos):
+        super().__init__()
+        self.body = nn.Identity()
+        self.pool = nn.MaxPool2d((1, 2))
+        self.fc = nn.Linear(1, 1)
+        self.register_buffer("pos", torch.tensor(pos, dtype=torch.float32).view(1, 1, 1, 2))
+        with torch.no_grad():
+            self.fc.weight.fill_(1.0)
+            self.fc.bias.zero_()
+
+    def forward(self, x):
+        return self.fc(self.pool(torch.relu(self.body(x) + self.pos)).flatten(1))
+
+
+def _batch(s, A):
+    return liftcam.core.Batch(s, torch.zeros(len(A), 3, *A.shape[2:]), A, torch.zeros(len(A), dtype=torch.long),
+                              s.head(A).detach())
+
+
+@pytest.mark.parametrize("pos", [[0.0, 1.0], [0.0, 1e-5]])
+def test_max_pool_keeps_summation_to_delta_when_the_winner_does_not_move(pos):
+    """A = [0, -5]: x = [0, 0], reference r = pos. The input's winner (position 0) has Δx = 0, but
+    Δy = 0 - max(pos) != 0: it must go to the window's other input, not vanish."""
+    s = models.split(_PosHead(pos).eval(), "body", example=torch.zeros(1, 1, 1, 2))
+    C, delta = liftcam.methods.deeplift_contributions(_batch(s, torch.tensor([[[[0.0, -5.0]]]])))
+    assert delta.item() == pytest.approx(-max(pos))
+    assert C.sum().item() == pytest.approx(delta.item(), rel=1e-6)
+
+
+def test_max_pool_rule_on_random_windows_is_complete_in_float64():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 3, 1), nn.ReLU(), nn.Conv2d(3, 3, 1), nn.MaxPool2d(2), nn.Flatten(),
+                        nn.Linear(12, 4)).double().eval()
+    s = models.split(net, "0", example=torch.rand(1, 2, 4, 4, dtype=torch.float64))
+    A = torch.randn(16, 3, 4, 4, dtype=torch.float64)                  # signed maps: maxima move both ways
+    C, delta = liftcam.methods.deeplift_contributions(_batch(s, A))
+    torch.testing.assert_close(C.sum((1, 2, 3)), delta, rtol=1e-10, atol=1e-12)
+
+
+def test_completeness_is_checked_relative_to_the_contributions_not_an_absolute_floor():
+    """LayerNorm has no rule: a classifier scaled by 1e-5 (tiny logits) must not hide that."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.LayerNorm([4, 6, 6]), nn.Flatten(), nn.Linear(144, 3))
+    with torch.no_grad():
+        net[4].weight.mul_(1e-5)
+        net[4].bias.zero_()
+    s = models.split(net.eval(), "1")
+    with pytest.raises(CompletenessError, match="no DeepLIFT rule.*LayerNorm"):
+        liftcam.explain(s, torch.rand(2, 3, 8, 8), method="lift-cam")
+
+
+def test_stochastic_depth_is_the_identity_in_eval_mode_not_a_culprit():
+    from torchvision.ops import StochasticDepth
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), StochasticDepth(0.5, "row"), nn.Conv2d(4, 4, 1),
+                        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+    s = models.split(net, "1")
+    e = liftcam.explain(s, torch.rand(2, 3, 8, 8), method="lift-cam")
+    torch.testing.assert_close(e.coefficients.sum(1), e.extras["delta"])
+
+
+def test_a_constant_map_becomes_zeros_not_upsampling_noise():
+    maps, _ = liftcam.cam_maps(torch.full((1, 1, 1, 1), 0.3), torch.ones(1, 1), (64, 64))
+    assert torch.equal(maps, torch.zeros(1, 64, 64))
+    maps, _ = liftcam.cam_maps(torch.full((1, 3, 2, 2), 0.7), torch.ones(1, 3), (37, 50))
+    assert torch.equal(maps, torch.zeros(1, 37, 50))
+    ramp = torch.arange(4.0).view(1, 1, 2, 2)                           # a real map keeps its range
+    maps, _ = liftcam.cam_maps(ramp, torch.ones(1, 1), (8, 8))
+    assert maps.min() == 0 and maps.max() == 1
+
+
+def test_targets_get_the_same_check_in_explain_metrics_and_exact_shapley(vgg16):
+    x = noise(2, 32)
+    torch.manual_seed(0)
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 1000)).eval()   # K = 3: exact is cheap
+    A = torch.rand(2, 3, 2, 2)
+    t64 = np.int64(3)
+    e = liftcam.explain(vgg16, x, method="grad-cam", targets=t64)
+    assert e.targets.tolist() == [3, 3]
+    liftcam.metrics.average_drop(vgg16, x, e.maps, t64)                  # accepted there too
+    liftcam.metrics.average_drop(vgg16, x, e.maps, np.array([3, 4]))
+    for bad, err, match in [("tabby", TypeError, "string"), (2.7, TypeError, "float"), (True, TypeError, "bool"),
+                            (-1, ValueError, "out of range"), (1000, ValueError, "out of range"),
+                            ([1, 2, 3], ValueError, "one class per image")]:
+        with pytest.raises(err, match=match):
+            liftcam.explain(vgg16, x, method="grad-cam", targets=bad)
+        with pytest.raises(err, match=match):
+            liftcam.exact_shapley(head, A, bad)
+        with pytest.raises(err, match=match):
+            liftcam.metrics.average_drop(vgg16, x, e.maps, bad)
+    phi, _ = liftcam.exact_shapley(head, A, t64)
+    torch.testing.assert_close(phi, liftcam.exact_shapley(head, A, [3, 3])[0])
+    phi_none, _ = liftcam.exact_shapley(head, A.double(), None)          # float64 maps, the predicted classes
+    torch.testing.assert_close(phi_none, liftcam.exact_shapley(head, A, head(A).argmax(1))[0].double())
+
+
+def test_score_cam_batch_size_must_be_positive(vgg16):
+    with pytest.raises(ValueError, match="positive integer"):
+        liftcam.explain(vgg16, noise(1, 32), method="score-cam", batch_size=0)
+
+
+def test_lime_cam_leaves_the_callers_numpy_rng_alone(vgg16):
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    liftcam.explain(vgg16, noise(1, 32), method="lime-cam", n_samples=8)
+    assert np.array_equal(np.random.get_state()[1], before)
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry
+
+def test_methods_are_declared_once_with_their_traits():
+    R = liftcam.REGISTRY
+    assert liftcam.METHODS[0] == "lift-cam" and list(liftcam.METHODS) == sorted(R, key=lambda m: (R[m].rank, m))
+    assert R["score-cam"].cost == "per-map" and R["lime-cam"].random and not R["grad-cam"].random
+    assert R["score-cam"].options == {"variant": "score-cam", "batch_size": 64, "progress": None}
+    assert liftcam.plots.label("grad-cam++") == "Grad-CAM++" and liftcam.plots.COLOURS["lift-cam"] == R["lift-cam"].colour
+    with pytest.raises(ValueError, match="already registered"):
+        liftcam.register("grad-cam", label="x", colour="#000", cost="head")(lambda batch: None)
+    with pytest.raises(ValueError, match="cost must be one of"):
+        liftcam.register("new-cam", label="x", colour="#000", cost="cheap")
+
+
+def test_an_explanation_records_how_it_was_made(vgg16):
+    e = liftcam.explain(vgg16, noise(1, 32), method="score-cam", variant="pytorch-grad-cam", batch_size=7)
+    assert e.layer == "features.29" and e.options == {"variant": "pytorch-grad-cam"}   # batch_size: how, not what
+    assert "score-cam" in repr(e) and "features.29" in repr(e) and "pytorch-grad-cam" in repr(e)
+    alpha, extras = liftcam.core.coefficients(liftcam.core.Batch(vgg16, noise(1, 32), vgg16.body(noise(1, 32)),
+                                                                 torch.tensor([1]), vgg16(noise(1, 32))), "grad-cam")
+    assert alpha.shape == (1, 512) and extras == {}
+
+
+def test_a_new_method_is_one_decorated_function(vgg16, tmp_path):
+    """Registering a rule is all it takes: explain, the cache, the timing and the figures' labels
+    and colours pick it up from the registry."""
+    from liftcam.methods.gradient import head_gradients
+
+    @liftcam.register("max-grad-cam", label="MaxGrad-CAM", colour="#123456", cost="head", rank=50)
+    def max_grad_cam(batch, *, scale: float = 1.0):
+        """Max-Grad-CAM (a test method): alpha_k = scale * max_ij d y^c / d A_k(i, j)."""
+        return scale * head_gradients(batch)[0].amax((2, 3))
+
+    try:
+        x = noise(2, 32)
+        e = liftcam.explain(vgg16, x, method="max-grad-cam", scale=2.0)
+        g = vgg16.body(x)
+        assert e.options == {"scale": 2.0} and list(liftcam.core.RULES)[-1] == "max-grad-cam"
+        torch.testing.assert_close(e.coefficients, 2 * liftcam.methods.head_gradients(
+            liftcam.core.Batch(vgg16, x, g.detach(), e.targets, e.logits))[0].amax((2, 3)))
+        cached = liftcam.explaining.explain_cached(vgg16, x, "max-grad-cam", cache_dir=tmp_path, scale=2.0)
+        torch.testing.assert_close(cached.maps, e.maps)
+        assert liftcam.plots.label("max-grad-cam") == "MaxGrad-CAM" and liftcam.plots.colour("max-grad-cam") == "#123456"
+        assert set(liftcam.timing.seconds_per_image(vgg16, x[:1], ["max-grad-cam"])) == {"max-grad-cam"}
+    finally:
+        del liftcam.core.REGISTRY["max-grad-cam"], liftcam.core.RULES["max-grad-cam"]

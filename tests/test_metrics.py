@@ -14,9 +14,19 @@ import torch
 from torch import nn
 
 import liftcam.metrics as metrics
-from liftcam.metrics import (average_drop, average_drop_in_deletion, compare, cosine_similarity, deletion,
-                             energy_pointing_game, increase_in_confidence, insertion, spearman, summarize,
-                             top_k_overlap)
+from liftcam.metrics import (
+    average_drop,
+    average_drop_in_deletion,
+    compare,
+    cosine_similarity,
+    deletion,
+    energy_pointing_game,
+    increase_in_confidence,
+    insertion,
+    spearman,
+    summarize,
+    top_k_overlap,
+)
 
 D64 = torch.float64
 
@@ -416,8 +426,29 @@ def test_pointing_game_and_agreement_inputs_are_checked():
 
 
 def test_docstring_examples():
-    result = doctest.testmod(metrics, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 10 and result.failed == 0
+    import importlib
+    attempted = 0
+    for name in ("", ".faithfulness", ".localisation", ".agreement", ".statistics"):
+        module = importlib.import_module("liftcam.metrics" + name)
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE, extraglobs={"torch": torch})
+        assert result.failed == 0, module.__name__
+        attempted += result.attempted
+    assert attempted > 10
+
+
+def test_cluster_bootstrap_and_holm():
+    """Two clusters of identical values: resampling clusters gives the two cluster means' range, not a
+    narrow interval from pretending the 10 images are independent; Holm against a hand computation."""
+    v = [0.0] * 5 + [1.0] * 5
+    by_image = summarize(v, seed=0)
+    by_source = summarize(v, seed=0, clusters=["a"] * 5 + ["b"] * 5)
+    assert by_source["n_clusters"] == 2 and "n_clusters" not in by_image
+    assert by_source["low"] == 0.0 and by_source["high"] == 1.0            # all-a or all-b resamples occur
+    assert by_image["high"] - by_image["low"] < 0.8
+    c = compare([1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0], clusters=[0, 0, 1, 1], pvalue=True)
+    assert c["better"] is True and c["p"] == 0.0 and c["n_clusters"] == 2
+    np.testing.assert_allclose(metrics.holm([0.01, 0.04, 0.03, float("nan")]), [0.03, 0.06, 0.06, float("nan")])
+    np.testing.assert_allclose(metrics.holm([0.5, 0.001]), [0.5, 0.002])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

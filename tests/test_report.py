@@ -28,3 +28,18 @@ def test_table_has_numbers_markdown_and_provenance(tmp_path):
     assert "| method | score |" in md and "| a | 0.500 |" in md and "| b | nan |" in md
     prov = json.loads((tmp_path / "t.json").read_text())
     assert prov["parameters"] == {"seed": 3} and prov["versions"]["torch"] and "commit" in prov
+
+
+def test_tidy_executed_drops_run_times_and_keeps_outputs(tmp_path):
+    from liftcam import report
+
+    nb = {"metadata": {"papermill": {"start_time": "t0", "end_time": "t1", "duration": 3.0, "parameters": {"a": 1}}},
+          "cells": [{"cell_type": "code", "source": "1", "outputs": [{"text": "1"}],
+                     "metadata": {"papermill": {"duration": 0.5, "status": "completed"},
+                                  "execution": {"iopub.status.busy": "t"}}}]}
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps(nb))
+    out = json.loads(report.tidy_executed(path).read_text())
+    assert out["metadata"]["papermill"] == {"parameters": {"a": 1}}
+    assert out["cells"][0]["metadata"] == {"papermill": {"status": "completed"}}
+    assert out["cells"][0]["outputs"] == [{"text": "1"}]

@@ -1,4 +1,5 @@
 """SHAP-CAM and exact Shapley values against oracles: enumeration, linear heads, efficiency."""
+import os
 from itertools import combinations
 from math import factorial
 
@@ -214,7 +215,7 @@ def test_efficiency_check_catches_an_inconsistent_head():
 
     s = split(tiny_cnn(K=8), "1")
     s.head = Drifting(s.head)
-    with pytest.raises(AssertionError, match="local accuracy"):
+    with pytest.raises(shapley.LocalAccuracyError, match="local accuracy"):
         liftcam.explain(s, images(2), method="shap-cam", nsamples=40)
 
 
@@ -228,7 +229,7 @@ def npz_files(folder):
 def test_ground_truth_is_cached_and_reused(tmp_path):
     s = split(tiny_cnn(K=8), "1")
     x = images(3)
-    gt = shapley.ground_truth(s, x, nsamples=64, seed=0, cache_dir=tmp_path, progress=False)
+    gt = shapley.ground_truth(s, x, nsamples=64, seed=0, cache_dir=tmp_path, progress=False, key="tiny")
     ref = liftcam.explain(s, x, method="shap-cam", nsamples=64, seed=0)
     torch.testing.assert_close(gt.coefficients, ref.coefficients)
     torch.testing.assert_close(gt.extras["phi0"], ref.extras["phi0"])
@@ -236,18 +237,18 @@ def test_ground_truth_is_cached_and_reused(tmp_path):
     assert len(npz_files(tmp_path)) == 3 and not list(tmp_path.glob(".tmp*"))
     assert not gt.extras["cached"].any()
 
-    s.head = Counting(s.head)
-    again = shapley.ground_truth(s, x, nsamples=64, seed=0, cache_dir=tmp_path, progress=False)
+    s.head = Counting(s.head)                # a wrapped head is another model digest: key= keeps the entries
+    again = shapley.ground_truth(s, x, nsamples=64, seed=0, cache_dir=tmp_path, progress=False, key="tiny")
     assert s.head.rows == 3  # the forward pass only: no SHAP evaluation
     assert again.extras["cached"].all()
     assert torch.equal(again.coefficients, gt.coefficients)
 
     # another seed, nsamples or target is another key: computed, not read
-    other = shapley.ground_truth(s, x[:1], nsamples=64, seed=1, cache_dir=tmp_path, progress=False)
+    other = shapley.ground_truth(s, x[:1], nsamples=64, seed=1, cache_dir=tmp_path, progress=False, key="tiny")
     assert not other.extras["cached"].any() and s.head.rows > 4
     target = (gt.targets[0].item() + 1) % 5
     assert not shapley.ground_truth(s, x[:1], target, nsamples=64, seed=0, cache_dir=tmp_path,
-                                    progress=False).extras["cached"].any()
+                                    progress=False, key="tiny").extras["cached"].any()
 
 
 def test_ground_truth_resumes_after_interruption(tmp_path, monkeypatch):
@@ -301,7 +302,7 @@ def test_ground_truth_with_a_stale_hand_key_fails_loudly(tmp_path):
     shapley.ground_truth(split(tiny_cnn(K=8, seed=0), "1"), x, 0, nsamples=32, cache_dir=tmp_path,
                          key="tiny", progress=False)
     other = split(tiny_cnn(K=8, seed=5), "1")  # new weights under the same hand-given key
-    with pytest.raises(AssertionError, match="does not fit this model"):
+    with pytest.raises(shapley.LocalAccuracyError, match="does not fit this model"):
         shapley.ground_truth(other, x, 0, nsamples=32, cache_dir=tmp_path, key="tiny", progress=False)
     # the default key includes a digest of the weights: no clash
     assert not shapley.ground_truth(other, x, 0, nsamples=32, cache_dir=tmp_path,
@@ -338,3 +339,35 @@ def test_coalition_values_is_the_masked_game_and_its_shapley_values_are_exact_sh
 def test_coalition_values_checks_its_coalitions():
     with pytest.raises(ValueError, match=r"z must hold coalitions \(n, K = 3\)"):
         shapley.coalition_values(lambda a: a.flatten(1), torch.zeros(1, 3, 1, 1), [0], torch.ones(2, 4))
+
+
+def test_ground_truth_recomputes_an_edited_or_nan_entry_and_removes_stale_temporary_files(tmp_path):
+    s = split(tiny_cnn(K=8), "1")
+    x = images(1)
+    gt = shapley.ground_truth(s, x, nsamples=64, seed=0, cache_dir=tmp_path, progress=False)
+    path = gt.extras["files"][0]
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    np.savez(path.with_suffix(""), **{**arrays, "phi": arrays["phi"][::-1].copy()})   # reversed: the sum is intact
+    with pytest.warns(UserWarning, match="sha256"):
+        again = shapley.ground_truth(s, x, nsamples=64, seed=0, cache_dir=tmp_path, progress=False)
+    assert not again.extras["cached"].any()
+    torch.testing.assert_close(again.coefficients, gt.coefficients)
+    nan = {k: v for k, v in arrays.items() if k not in ("key", "digest")}
+    liftcam.cache.write(path, str(arrays["key"]), **{**nan, "phi": np.full_like(arrays["phi"], np.nan)})
+    with pytest.warns(UserWarning, match="NaN"):
+        again = shapley.ground_truth(s, x, nsamples=64, seed=0, cache_dir=tmp_path, progress=False)
+    torch.testing.assert_close(again.coefficients, gt.coefficients)
+    stale = tmp_path / ".tmp-x.npz.abc"
+    stale.write_bytes(b"PK")
+    os.utime(stale, (0, 0))
+    shapley.ground_truth(s, x, nsamples=64, seed=0, cache_dir=tmp_path, progress=False)
+    assert not stale.exists()
+
+
+def test_the_cache_key_covers_the_code_of_the_split():
+    net = tiny_cnn(K=8)
+    gelu = nn.Sequential(*[nn.GELU() if isinstance(m, nn.ReLU) else m for m in net])
+    a, b = split(net, "1"), split(gelu, "1")
+    assert liftcam.cache.weights_digest(a) == liftcam.cache.weights_digest(b)
+    assert liftcam.cache.model_digest(a) != liftcam.cache.model_digest(b)

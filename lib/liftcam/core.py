@@ -1,7 +1,7 @@
 """What every CAM shares: validated inputs, a coefficient rule, and the map it makes.
 
 A CAM for class c is ``L^c = ReLU(sum_k alpha_k A_k)`` over the K activation maps ``A_k`` of one
-layer (PAPER.md section 1). A method is only its *coefficient rule*: a function that takes a
+layer (docs/paper.md, section 1). A method is only its *coefficient rule*: a function that takes a
 :class:`Batch` (images, maps, targets, logits of one batch at the split) and returns alpha
 (B, K). :func:`explain` does the rest once: the forward pass, the target classes, the map
 (ReLU, bilinear upsampling to the input size, min-max to [0, 1] per image).
@@ -14,17 +14,21 @@ layer (PAPER.md section 1). A method is only its *coefficient rule*: a function 
 from __future__ import annotations
 
 import contextlib
+import inspect
+import weakref
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .models import SplitModel, split
 
-__all__ = ["Batch", "Explanation", "RULES", "register", "explain", "explain_batch", "cam_maps", "minmax", "evaluating", "chunks",
-           "check_images", "resolve_targets"]
+__all__ = ["Batch", "Explanation", "Method", "REGISTRY", "RULES", "COSTS", "HOW_OPTIONS", "register", "lookup", "explain",
+           "explain_batch", "cam_maps", "minmax", "evaluating", "chunks",
+           "check_images", "resolve_targets", "forward", "coefficients", "numpy_seed"]
 
 
 @dataclass
@@ -58,43 +62,130 @@ class Explanation:
     logits: Tensor        # (B, C)
     method: str = ""
     extras: dict = field(default_factory=dict)  # what a method adds (SHAP-CAM: phi_0, ...)
+    layer: str = ""                             # where the model was split
+    options: dict = field(default_factory=dict)  # the rule's options that decide the result, defaults included
+
+    def __repr__(self):
+        t = self.targets.tolist()
+        shown = t if len(t) <= 6 else [*t[:6], "..."]
+        return (f"Explanation(method={self.method!r}, layer={self.layer!r}, images={len(t)}, "
+                f"maps={tuple(self.maps.shape[1:])}, K={self.coefficients.shape[1]}, targets={shown}, "
+                f"options={self.options})")
 
 
 Rule = Callable[..., "Tensor | tuple[Tensor, dict]"]
+#: Options of every rule that change how a result is computed, not the result (chunk-size parity is
+#: tested for every method): they are left out of cache keys and of ``Explanation.options``.
+HOW_OPTIONS = frozenset({"batch_size", "progress"})
+COSTS = {"head": "one pass through the head",
+         "per-map": "one pass per activation map (through the head, or the whole model)",
+         "sampling": "one head evaluation per sampled coalition"}
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered CAM method: its rule and its traits, declared once where the rule is defined."""
+
+    name: str                  # what explain(method=...) takes
+    rule: Rule                 # fn(batch, **options) -> alpha (B, K) or (alpha, extras)
+    label: str                 # the published name, for titles and legends
+    colour: str                # its colour in every figure
+    cost: str                  # a key of COSTS
+    random: bool               # the result depends on a seed option
+    rank: int                  # position in METHODS: the paper's method first, then its approximations, then baselines
+    options: dict              # keyword options of the rule with their defaults
+
+    def key_options(self, options: dict) -> dict:
+        """``options`` completed with the defaults, without the ones that do not change the result."""
+        return {k: v for k, v in {**self.options, **options}.items() if k not in HOW_OPTIONS}
+
+
+#: name -> :class:`Method`, for every registered method
+REGISTRY: dict[str, Method] = {}
+#: name -> rule, for every registered method (the registry's rules)
 RULES: dict[str, Rule] = {}
 
 
-def register(name: str):
+def register(name: str, *, label: str, colour: str, cost: str, random: bool = False, rank: int = 100):
     """Decorator: make ``fn(batch, **options) -> alpha (B, K)`` the rule of method ``name``.
 
-    A rule may also return ``(alpha, extras)``; ``extras`` (a dict) lands in
-    ``Explanation.extras``.
+    Declares the method's traits once: ``label`` (its published name), ``colour``, ``cost`` (a key
+    of :data:`COSTS`), ``random`` (it takes a ``seed``), ``rank`` (its place in
+    ``liftcam.METHODS``). The options are read from the rule's keyword-only parameters. A rule
+    may also return ``(alpha, extras)``; ``extras`` (a dict) lands in ``Explanation.extras``.
+    A name that is already taken is refused.
+
+        >>> @register("my-cam", label="My-CAM", colour="#777777", cost="head")
+        ... def my_cam(batch):
+        ...     return head_gradients(batch)[0].amax((2, 3))
     """
+    if name in REGISTRY:
+        raise ValueError(f"method {name!r} is already registered (by {REGISTRY[name].rule.__module__}); "
+                         "choose another name")
+    if cost not in COSTS:
+        raise ValueError(f"cost must be one of {', '.join(COSTS)}, got {cost!r}")
+
     def deco(fn):
-        RULES[name] = fn
+        params = inspect.signature(fn).parameters.values()
+        options = {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+        if random and "seed" not in options:
+            raise ValueError(f"method {name!r} is declared random but its rule takes no seed option")
+        REGISTRY[name] = Method(name, fn, label, colour, cost, random, rank, options)
+        RULES.clear()
+        RULES.update((m.name, m.rule) for m in sorted(REGISTRY.values(), key=lambda m: (m.rank, m.name)))
         fn.method_name = name
         return fn
     return deco
+
+
+def lookup(name: str) -> Method:
+    """The registered :class:`Method` called ``name``; a ValueError lists the valid names."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(RULES)}")
+    return REGISTRY[name]
 
 
 def cam_maps(activations: Tensor, coefficients: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
     """(A (B, K, h, w), alpha (B, K)) -> (maps (B, H, W) in [0, 1], raw (B, h, w)).
 
     ReLU of the weighted sum, bilinear upsampling (align_corners=False) to ``size``, min-max
-    per image; a constant map becomes zeros, never NaN.
+    per image. A map that is constant after the ReLU (a 1 x 1 layer, an all-negative sum) becomes
+    zeros, never NaN and never the upsampling's rounding noise stretched to [0, 1].
     """
     raw = torch.einsum("bk,bkhw->bhw", coefficients.to(activations.dtype), activations)
-    up = F.interpolate(raw.clamp(min=0)[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
-    return minmax(up), raw
+    pos = raw.clamp(min=0)
+    up = F.interpolate(pos[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+    flat = pos.flatten(1)
+    constant = (flat.amax(1) - flat.amin(1)) <= _noise(flat)                     # (B,)
+    return torch.where(constant.view(-1, 1, 1), torch.zeros_like(up), minmax(up)), raw
+
+
+def _noise(flat: Tensor) -> Tensor:
+    """The float rounding noise of values of this size (B,): a few ulps of the largest magnitude."""
+    return 8 * torch.finfo(flat.dtype).eps * flat.abs().amax(1)
 
 
 def minmax(maps: Tensor) -> Tensor:
-    """Min-max each map (B, ...) to [0, 1]; a constant map becomes zeros."""
+    """Min-max each map (B, ...) to [0, 1]; a map whose range is within rounding noise of zero
+    (a constant map, or one that upsampling left a few ulps uneven) becomes zeros."""
     flat = maps.flatten(1)
     lo, hi = flat.min(1).values, flat.max(1).values
-    span = (hi - lo).view(-1, *([1] * (maps.dim() - 1)))
-    out = (maps - lo.view_as(span)) / torch.where(span > 0, span, torch.ones_like(span))
-    return torch.where(span > 0, out, torch.zeros_like(out))
+    flat_span = hi - lo
+    keep = flat_span > _noise(flat)
+    span = torch.where(keep, flat_span, torch.ones_like(flat_span)).view(-1, *([1] * (maps.dim() - 1)))
+    out = (maps - lo.view_as(span)) / span
+    return torch.where(keep.view_as(span), out, torch.zeros_like(out))
+
+
+@contextlib.contextmanager
+def numpy_seed(seed: int):
+    """Seed numpy's global RNG (shap and sklearn draw from it); restore the caller's state afterwards."""
+    state = np.random.get_state()
+    try:
+        np.random.seed(seed)
+        yield
+    finally:
+        np.random.set_state(state)
 
 
 @contextlib.contextmanager
@@ -111,9 +202,11 @@ def evaluating(model: nn.Module):
 
 def chunks(n: int, size: int | None):
     """Slices that cover range(n) in steps of ``size`` (all at once when size is None)."""
-    size = n if not size else int(size)
-    if size < 1:
-        raise ValueError(f"chunk size must be a positive integer, got {size}")
+    if size is None:
+        size = max(n, 1)
+    elif isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"batch_size (chunk size) must be a positive integer or None (all at once), got {size!r}")
+    size = int(size)
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
 
@@ -141,28 +234,58 @@ def check_images(images) -> Tensor:
     return images
 
 
-def resolve_targets(targets, logits: Tensor) -> Tensor:
-    """None -> predicted classes; int -> that class for all; sequence/tensor -> one per image."""
-    B, C = logits.shape
+def resolve_targets(targets, logits: Tensor | None = None, *, n: int | None = None,
+                    num_classes: int | None = None) -> Tensor:
+    """The explained classes as a (B,) long tensor: the one target check of the package.
+
+    ``targets``: None -> each row's predicted class (needs ``logits`` (B, C)); an int (Python or
+    numpy) -> that class for every image; a sequence, numpy array or tensor of ints -> one class per
+    image. Strings, floats and bools are refused (a ``TypeError`` that names the fix), as are a
+    wrong length and a class outside ``0..C-1`` (``ValueError``). ``n`` and ``num_classes`` stand
+    for ``logits``' shape where no logits exist yet (the metrics); without a class count the range
+    is checked only for negatives. :func:`explain`, the metrics and :func:`liftcam.exact_shapley`
+    all call this, so the same input gets the same answer and the same error everywhere.
+    """
+    if logits is not None:
+        n, num_classes = logits.shape
+    device = logits.device if logits is not None else None
     if targets is None:
+        if logits is None:
+            raise TypeError("targets must be given (an int or one class index per image); None means "
+                            "'the predicted class', which needs the model's logits")
         return logits.argmax(1)
-    if isinstance(targets, bool):
-        raise TypeError("targets must be None, an int or a sequence of ints, got a bool")
-    if isinstance(targets, int):
-        t = torch.full((B,), targets, dtype=torch.long, device=logits.device)
-    else:
-        t = torch.as_tensor(targets, device=logits.device)
-        if t.dim() == 0:
-            t = t.expand(B)
-        if t.dim() != 1 or t.shape[0] != B:
-            raise ValueError(f"targets must be None, an int or one class per image ({B}), got shape {tuple(t.shape)}")
-        if t.is_floating_point() or t.dtype == torch.bool:
-            raise TypeError(f"targets must be integer class indices, got dtype {t.dtype}")
-        t = t.long()
-    bad = (t < 0) | (t >= C)
+    if isinstance(targets, (str, bytes)):
+        raise TypeError(f"targets must be class indices (ints), got the string {targets!r}; look the index up "
+                        "in model.categories, e.g. model.categories.index(name)")
+    if isinstance(targets, (bool, np.bool_)):
+        raise TypeError(f"targets must be None, an int or a sequence of ints, got the bool {targets!r}")
+    if isinstance(targets, float):
+        raise TypeError(f"targets must be integer class indices, got the float {targets!r}; use int(...)")
+    try:
+        t = torch.as_tensor(np.asarray(targets) if isinstance(targets, (list, tuple)) else targets)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(f"targets must be None, an int or a sequence of ints, got {type(targets).__name__} "
+                        f"({e})") from None
+    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex() or not _is_integer(t):
+        raise TypeError(f"targets must be integer class indices, got dtype {t.dtype}; use .long() on whole numbers")
+    if device is not None:
+        t = t.to(device)
+    if t.dim() == 0:
+        t = t.expand(n) if n is not None else t.view(1)
+    if t.dim() != 1 or (n is not None and t.shape[0] != n):
+        raise ValueError(f"targets must be None, an int or one class per image ({n}), got shape {tuple(t.shape)}")
+    t = t.long()
+    bad = (t < 0) | (t >= num_classes) if num_classes is not None else (t < 0)
     if bad.any():
-        raise ValueError(f"target class {t[bad][0].item()} is out of range: the model has {C} classes (0..{C - 1})")
+        span = f"the model has {num_classes} classes (0..{num_classes - 1})" if num_classes is not None \
+            else "class indices start at 0"
+        raise ValueError(f"target class {t[bad][0].item()} is out of range: {span}; negative indices are not "
+                         "wrapped around")
     return t
+
+
+def _is_integer(t: Tensor) -> bool:
+    return t.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 def explain(model, images: Tensor, method: str = "lift-cam", targets=None, *, layer: str | None = None,
@@ -174,29 +297,89 @@ def explain(model, images: Tensor, method: str = "lift-cam", targets=None, *, la
     images; a sequence gives one class per image. ``options`` go to the method's rule (see
     ``liftcam.methods``). The model's train/eval flags are restored afterwards.
     """
-    if method not in RULES:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(RULES)}")
+    lookup(method)                                                      # unknown: a ValueError listing them
     if not isinstance(model, SplitModel):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a liftcam SplitModel or a torch.nn.Module, got {type(model).__name__}")
         if layer is None:
             raise ValueError("explain needs a SplitModel (liftcam.models.split / load) or a module with layer=...")
-        model = split(model, layer)
+        model = _split_once(model, layer)
     elif layer is not None and layer != model.layer:
         raise ValueError(f"the SplitModel is cut at {model.layer!r}, not {layer!r}; split the model again at {layer!r}")
-    images = check_images(images).to(model.device)
+    images = check_images(images)
+    A, logits = forward(model, images)
+    images = images.to(A.device, A.dtype)
     with evaluating(model):
-        with torch.no_grad():
-            A = model.body(images)                      # (B, K, h, w)
-            logits = model.head(A)                      # (B, C)
         return explain_batch(Batch(model, images, A, resolve_targets(targets, logits), logits), method, **options)
+
+
+_SPLITS: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+
+
+def _split_once(net: nn.Module, layer: str) -> SplitModel:
+    """``split(net, layer)``, reused while the network is unchanged: same layer, same modules, and no
+    parameter or buffer replaced or modified in place (their version counters)."""
+    state = (layer, tuple((n, type(m)) for n, m in net.named_modules()),
+             tuple((id(t), t._version) for t in [*net.parameters(), *net.buffers()]))
+    got = _SPLITS.get(net)
+    if got is not None and got[0] == state:
+        return got[1]
+    s = split(net, layer)
+    _SPLITS[net] = (state, s)                                          # one split per network: it is a copy
+    return s
+
+
+def forward(model: SplitModel, images: Tensor) -> tuple[Tensor, Tensor]:
+    """(A (B, K, h, w), logits (B, C)) of checked images, in eval mode and without gradients.
+
+    The images are cast to the model's device and dtype (float64 images for a float32 model, float32
+    for a half or bfloat16 one). The first call verifies the split on these images
+    (:meth:`~liftcam.models.SplitModel.verify`). Errors name the problem: images too small for the
+    network, a layer whose output is not (B, K, h, w) maps, a model that does not return logits.
+    """
+    images = check_images(images).to(model.device, model.dtype)
+    with evaluating(model), torch.no_grad():
+        try:
+            A = model.body(images)                                       # (B, K, h, w)
+        except RuntimeError as e:
+            if "too small" in str(e) or "Kernel size can't be greater" in str(e):
+                raise ValueError(f"images of {tuple(images.shape[-2:])} pixels are too small for {model.name} up "
+                                 f"to layer {model.layer!r} ({e}); resize them to the network's input size "
+                                 "(model.preprocess does)") from None
+            raise
+        if not isinstance(A, Tensor) or A.dim() != 4:
+            shape = tuple(A.shape) if isinstance(A, Tensor) else type(A).__name__
+            raise ValueError(f"layer {model.layer!r} outputs {shape}, not activation maps (B, K, h, w): a CAM needs "
+                             "a convolutional layer; split the model at a conv block (e.g. the last one before "
+                             "pooling), not at the classifier")
+        logits = model.head(A)                                            # (B, C)
+        if not isinstance(logits, Tensor) or logits.dim() != 2:
+            shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+            raise ValueError(f"{model.name} returns {shape}, not logits (B, C); wrap it in a module whose "
+                             "forward returns the class scores (e.g. the first element of its tuple)")
+        model.verify(images, A=A, logits=logits)
+    return A, logits
+
+
+def coefficients(batch: Batch, method: str, **options) -> tuple[Tensor, dict]:
+    """Run ``method``'s rule on a batch: ``(alpha (B, K) detached, extras dict)``, whatever the rule returns.
+
+    Options the rule does not take are refused with the list of those it takes.
+    """
+    m = lookup(method)
+    unknown = sorted(set(options) - set(m.options))
+    if unknown:
+        takes = ", ".join(f"{k}={v!r}" for k, v in m.options.items()) or "no options"
+        raise TypeError(f"method {method!r} does not take the option(s) {', '.join(unknown)}; it takes {takes}")
+    with evaluating(batch.model):
+        out = m.rule(batch, **options)
+    alpha, extras = out if isinstance(out, tuple) else (out, {})
+    return alpha.detach(), extras
 
 
 def explain_batch(batch: Batch, method: str, **options) -> Explanation:
     """:func:`explain` for a batch whose maps and logits are already computed (no forward pass)."""
-    with evaluating(batch.model):
-        out = RULES[method](batch, **options)
-    alpha, extras = out if isinstance(out, tuple) else (out, {})
-    alpha = alpha.detach()
+    alpha, extras = coefficients(batch, method, **options)
     maps, raw = cam_maps(batch.activations, alpha, batch.images.shape[-2:])
-    return Explanation(maps, raw, alpha, batch.targets, batch.logits, method, extras)
+    return Explanation(maps, raw, alpha, batch.targets, batch.logits, method, extras, batch.model.layer,
+                       REGISTRY[method].key_options(options))

@@ -1,4 +1,4 @@
-"""Explanations computed once and kept on disk, so that several notebooks share them.
+"""Explanations of an image set computed once and kept on disk, so that several notebooks share them.
 
 :func:`explain_cached` is :func:`liftcam.explain` with one small file per (model, layer, image,
 method, options, target) holding the coefficients alpha (K,). The map is rebuilt from them with
@@ -13,70 +13,42 @@ ground truth, :func:`liftcam.shapley.ground_truth`) included.
 """
 from __future__ import annotations
 
-import hashlib
-import inspect
 import io
-import json
 import os
-import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .core import RULES, Batch, Explanation, cam_maps, check_images, evaluating, explain_batch, resolve_targets
+from . import cache
+from .core import (
+    HOW_OPTIONS,
+    REGISTRY,
+    RULES,
+    Batch,
+    Explanation,
+    cam_maps,
+    check_images,
+    explain_batch,
+    forward,
+    lookup,
+    resolve_targets,
+)
 from .models import SplitModel
-from .report import atomic_write
 
 __all__ = ["explain_cached", "explain_all", "to_npz", "cache_folder", "VERSION", "NOT_IN_KEY"]
 
 #: Bumped whenever a change alters what is stored; part of every cache key.
-VERSION = 1
-#: Options that change how a result is computed, not the result (chunk-size parity is tested
-#: for every method in tests/test_methods.py): they do not enter the cache key.
-NOT_IN_KEY = frozenset({"batch_size", "progress"})
+VERSION = 2
+#: Options that change how a result is computed, not the result: they do not enter the cache key.
+NOT_IN_KEY = HOW_OPTIONS
 
 
 def cache_folder(cache_dir: str | os.PathLike | None = None) -> Path:
     """Where :func:`explain_cached` keeps its files: ``<cache_dir>/maps``, else
     ``$LIFTCAM_CACHE/maps``, else ``<repo>/data/cache/maps`` (git-ignored)."""
-    if cache_dir is None:
-        root = os.environ.get("LIFTCAM_CACHE")
-        cache_dir = Path(root) if root else Path(__file__).resolve().parents[2] / "data" / "cache"
-    return Path(cache_dir) / "maps"
-
-
-def _rule_digest(method: str) -> str:
-    """sha256 of the source of the module that defines the method's rule: an edited rule is a new key."""
-    module = sys.modules[RULES[method].__module__]
-    try:
-        source = inspect.getsource(module)
-    except (OSError, TypeError):  # pragma: no cover - a rule defined where no source is kept
-        source = RULES[method].__qualname__
-    return hashlib.sha256(source.encode()).hexdigest()
-
-
-def _read(path: Path, key: str, K: int) -> np.ndarray | None:
-    """The cached alpha (K,), or None when absent, unreadable or made for another key."""
-    if not path.exists():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            alpha, stored = f["alpha"], str(f["key"])
-        if stored == key and alpha.shape == (K,):
-            return alpha
-        warnings.warn(f"{path} holds another key; recomputing it")
-    except Exception as e:  # a file cut short outside this module, or garbage
-        warnings.warn(f"ignoring unreadable explanation cache file {path} ({type(e).__name__}: {e}); recomputing it")
-    return None
-
-
-def _write(path: Path, alpha: np.ndarray, key: str) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, alpha=alpha, key=np.array(key))
-    atomic_write(path, buf.getvalue())
+    return cache.folder("maps", cache_dir)
 
 
 def explain_cached(model: SplitModel, images: Tensor, method: str, targets=None, *,
@@ -84,10 +56,12 @@ def explain_cached(model: SplitModel, images: Tensor, method: str, targets=None,
                    **options) -> Explanation:
     """:func:`liftcam.explain` of ``images`` with ``method``, each image's coefficients cached on disk.
 
-    An image's result is identified by ``key`` (default: the model's name and a sha256 of its
-    weights), the layer, a sha256 of the image, the method, a sha256 of the source of the module
-    that defines its rule, the ``options`` (except :data:`NOT_IN_KEY`), the target class and
-    :data:`VERSION`. Missing images are explained in one :func:`~liftcam.core.explain_batch` call
+    An image's result is identified by ``key`` (default: the model's name and
+    :func:`liftcam.cache.model_digest`: weights, split code and module settings), the layer, a
+    sha256 of the image, the method, :func:`liftcam.cache.source_digest` of its rule, the
+    ``options`` with their defaults (except :data:`NOT_IN_KEY`), the target class and
+    :data:`VERSION`; a damaged or non-finite file is recomputed. Missing images are explained in one
+    :func:`~liftcam.core.explain_batch` call
     on the maps already computed, and each image's alpha (K,) is written atomically to
     ``<sha256 of the key>.npz`` in
     :func:`cache_folder`; maps are rebuilt from alpha with :func:`~liftcam.core.cam_maps` on the
@@ -97,8 +71,9 @@ def explain_cached(model: SplitModel, images: Tensor, method: str, targets=None,
         >>> e = explain_cached(s, x, "lime-cam", cache_dir="data/cache", seed=0)
     """
     _check_method(model, method)
-    images = check_images(images).to(model.device)
-    A, logits = _forward(model, images)
+    images = check_images(images)
+    A, logits = forward(model, images)
+    images = images.to(A.device, A.dtype)
     return _explain_cached(model, images, A, logits, resolve_targets(targets, logits), method, cache_dir,
                            _model_key(model) if key is None else key, options)
 
@@ -107,52 +82,43 @@ def _check_method(model, method: str) -> None:
     if not isinstance(model, SplitModel):
         raise TypeError(f"explain_cached needs a liftcam SplitModel (liftcam.models.load / split), "
                         f"got {type(model).__name__}")
-    if method not in RULES:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(RULES)}")
+    lookup(method)
     if method == "shap-cam":
         raise ValueError("SHAP-CAM has its own cache: use liftcam.shapley.ground_truth (or explain_all)")
 
 
-def _forward(model: SplitModel, images: Tensor) -> tuple[Tensor, Tensor]:
-    """(A (B, K, h, w), logits (B, C)) in eval mode, without gradients."""
-    with evaluating(model), torch.no_grad():
-        A = model.body(images)
-        return A, model.head(A)
-
-
 def _model_key(model: SplitModel) -> str:
-    """The default model key, as :func:`liftcam.shapley.ground_truth` makes it: name and weights' sha256."""
-    from .shapley import model_digest  # not at import time: shapley registers "shap-cam"
-    return f"{model.name}:{model_digest(model)}"
+    """The default model key, as :func:`liftcam.shapley.ground_truth` makes it."""
+    return f"{model.name}:{cache.model_digest(model)}"
 
 
 def _explain_cached(model, images, A, logits, t, method, cache_dir, key, options) -> Explanation:
     """explain_cached on images whose activations A and logits are known (one forward pass for many methods)."""
-    from .shapley import image_digest
-
     B, K = A.shape[:2]
     folder = cache_folder(cache_dir)
-    ident = {"version": VERSION, "method": method, "rule": _rule_digest(method), "layer": model.layer,
-             "model": key, "options": json.dumps({k: v for k, v in options.items() if k not in NOT_IN_KEY},
-                                                 sort_keys=True, default=repr)}
-    keys = [json.dumps({**ident, "image": image_digest(images[i]), "target": int(t[i])}, sort_keys=True)
+    cache.clean_stale(folder)
+    spec = REGISTRY[method]
+    ident = {"version": VERSION, "method": method, "rule": cache.source_digest(spec.rule), "layer": model.layer,
+             "model": key, "options": cache.key_string(spec.key_options(options))}
+    keys = [cache.key_string({**ident, "image": cache.image_digest(images[i]), "target": int(t[i])})
             for i in range(B)]
-    files = [folder / f"{hashlib.sha256(k.encode()).hexdigest()}.npz" for k in keys]
+    files = [cache.path_for(folder, k) for k in keys]
     alpha = torch.empty(B, K, dtype=A.dtype, device=A.device)
     cached = torch.zeros(B, dtype=torch.bool)
     for i in range(B):
-        got = _read(files[i], keys[i], K)
+        got = cache.read(files[i], keys[i], alpha=(K,))
         if got is not None:
-            alpha[i], cached[i] = torch.as_tensor(got, dtype=A.dtype), True
+            alpha[i], cached[i] = torch.as_tensor(got["alpha"], dtype=A.dtype), True
     missing = (~cached).nonzero().flatten()
     if len(missing):
         m = missing.to(A.device)                                      # the maps are known: no second forward pass
         e = explain_batch(Batch(model, images[m], A[m], t[m], logits[m]), method, **options)
-        alpha[missing.to(A.device)] = e.coefficients.to(A.dtype)
+        alpha[m] = e.coefficients.to(A.dtype)
         for j, i in enumerate(missing.tolist()):
-            _write(files[i], e.coefficients[j].detach().cpu().numpy(), keys[i])
+            cache.write(files[i], keys[i], alpha=e.coefficients[j].detach().cpu().numpy())
     maps, raw = cam_maps(A, alpha, images.shape[-2:])
-    return Explanation(maps, raw, alpha, t, logits, method, {"cached": cached, "files": files})
+    return Explanation(maps, raw, alpha, t, logits, method, {"cached": cached, "files": files}, model.layer,
+                       spec.key_options(options))
 
 
 def explain_all(model: SplitModel, images: Tensor, methods, *, cache_dir: str | os.PathLike | None = None,
@@ -182,8 +148,9 @@ def explain_all(model: SplitModel, images: Tensor, methods, *, cache_dir: str | 
     for m in methods:
         if m != "shap-cam":
             _check_method(model, m)
-    images = check_images(images).to(model.device)
-    A, logits = _forward(model, images)                               # once for every method
+    images = check_images(images)
+    A, logits = forward(model, images)                                # once for every method
+    images = images.to(A.device, A.dtype)
     t = resolve_targets(None, logits)
     key = _model_key(model)                                           # the same key as ground_truth's default
     out = {}
@@ -196,7 +163,7 @@ def explain_all(model: SplitModel, images: Tensor, methods, *, cache_dir: str | 
             out[m] = ground_truth(model, images[:n], nsamples=shap_nsamples, seed=seed, cache_dir=shap_dir,
                                   progress=progress, **options.get(m, {}))
         else:
-            takes = inspect.signature(RULES[m]).parameters
+            takes = REGISTRY[m].options
             opts = {k: v for k, v in (("seed", seed), ("batch_size", batch_size)) if k in takes and v is not None}
             out[m] = _explain_cached(model, images[:n], A[:n], logits[:n], t[:n], m, cache_dir, key,
                                      {**opts, **options.get(m, {})})

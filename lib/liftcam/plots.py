@@ -5,20 +5,36 @@
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 __all__ = ["LABELS", "COLOURS", "label", "colour", "overlay", "map_grid", "map_summary", "curve_panels", "interval_plot"]
 
-#: The published names of the methods, for titles and legends.
-LABELS = {"grad-cam": "Grad-CAM", "grad-cam++": "Grad-CAM++", "xgrad-cam": "XGrad-CAM", "score-cam": "Score-CAM",
-          "ablation-cam": "Ablation-CAM", "lrp-cam": "LRP-CAM", "lime-cam": "LIME-CAM", "lift-cam": "LIFT-CAM",
-          "shap-cam": "SHAP-CAM", "cam": "CAM"}
+class _Trait(Mapping):
+    """A read-only view ``{method: trait}`` of the registry (:func:`liftcam.core.register`)."""
+
+    def __init__(self, trait: str):
+        self.trait = trait
+
+    def __getitem__(self, method):
+        from .core import REGISTRY
+        return getattr(REGISTRY[method], self.trait)
+
+    def __iter__(self):
+        from .core import RULES
+        return iter(RULES)
+
+    def __len__(self):
+        from .core import RULES
+        return len(RULES)
 
 
-#: One colour per method, the same in every figure: the paper's method red, the ground truth black.
-COLOURS = {"grad-cam": "#1f77b4", "grad-cam++": "#17becf", "xgrad-cam": "#2ca02c", "score-cam": "#bcbd22",
-           "ablation-cam": "#8c564b", "lrp-cam": "#9467bd", "lime-cam": "#e377c2", "lift-cam": "#d62728",
-           "shap-cam": "#000000", "cam": "#ff7f0e"}
+#: The published names of the methods, for titles and legends (declared at registration).
+LABELS = _Trait("label")
+#: One colour per method, the same in every figure (declared at registration): the paper's method
+#: red, the ground truth black.
+COLOURS = _Trait("colour")
 
 
 def colour(method: str, i: int = 0) -> str:

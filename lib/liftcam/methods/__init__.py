@@ -3,9 +3,9 @@
 Import order fixes the order of ``liftcam.METHODS``: the paper's method first, then its
 baselines.
 """
-from .propagation import lift_cam, lrp_cam, deeplift_contributions, lrp_relevance, CompletenessError
-from .perturbation import lime_cam, score_cam, ablation_cam
-from .gradient import grad_cam, grad_cam_plus_plus, xgrad_cam, cam, head_gradients
+from .gradient import cam, grad_cam, grad_cam_plus_plus, head_gradients, xgrad_cam
+from .perturbation import ablation_cam, lime_cam, score_cam
+from .propagation import CompletenessError, deeplift_contributions, lift_cam, lrp_cam, lrp_relevance
 
 __all__ = ["lift_cam", "lrp_cam", "lime_cam", "grad_cam", "grad_cam_plus_plus", "xgrad_cam", "score_cam",
            "ablation_cam", "cam", "deeplift_contributions", "lrp_relevance", "head_gradients", "CompletenessError"]

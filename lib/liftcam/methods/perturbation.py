@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..core import Batch, chunks, register
+from ..core import Batch, chunks, numpy_seed, register
 
 __all__ = ["score_cam", "ablation_cam", "lime_cam", "SCORE_CAM_VARIANTS", "ABLATION_VALUES"]
 
@@ -28,7 +28,13 @@ def _pairs(B: int, K: int, size: int | None, progress: bool | None = False, desc
         yield idx // K, idx % K
 
 
-@register("score-cam")
+def _masked(x: Tensor, H: Tensor) -> Tensor:
+    """x (n, 3, H, W) * H (n, 1, H, W), written channels-last (a faster layout for the convolutions)."""
+    out = torch.empty_like(x, memory_format=torch.channels_last)
+    return torch.mul(x, H, out=out)
+
+
+@register("score-cam", label="Score-CAM", colour="#bcbd22", cost="per-map", rank=13)
 def score_cam(batch: Batch, *, variant: str = "score-cam", batch_size: int = 64,
               progress: bool | None = None) -> Tensor:
     """Score-CAM (Wang et al., CVPRW 2020, Eq. 5-7): alpha_k = p_c(x * H_k).
@@ -43,7 +49,9 @@ def score_cam(batch: Batch, *, variant: str = "score-cam", batch_size: int = 64,
       with align_corners=True), softmax over the K maps.
 
     ``batch_size`` masked images go through the model at a time; ``progress`` shows a bar
-    (default: when there are more than 16 batches).
+    (default: when there are more than 16 batches). Nearly all the time is the B * K forward
+    passes, so the masked images are built channels-last (the layout oneDNN's and cuDNN's
+    convolutions and pooling run fastest on; the same scores up to float rounding).
     """
     if variant not in SCORE_CAM_VARIANTS:
         raise ValueError(f"unknown Score-CAM variant {variant!r}; choose one of {', '.join(SCORE_CAM_VARIANTS)}")
@@ -63,7 +71,7 @@ def score_cam(batch: Batch, *, variant: str = "score-cam", batch_size: int = 64,
                 H = (up - lo) / (hi - lo + 1e-8)
             else:
                 H = (up - lo) / torch.where(hi > lo, hi - lo, torch.ones_like(hi))
-            logits = model(x[b] * H)                                # (n, C)
+            logits = model(_masked(x[b], H))                        # (n, C)
             s = logits if align else logits.softmax(1)
             scores[b, k] = s.gather(1, batch.targets[b].view(-1, 1)).squeeze(1)
             constant[b, k] = (hi <= lo).view(-1)
@@ -76,7 +84,7 @@ def score_cam(batch: Batch, *, variant: str = "score-cam", batch_size: int = 64,
     return scores
 
 
-@register("ablation-cam")
+@register("ablation-cam", label="Ablation-CAM", colour="#8c564b", cost="per-map", rank=14)
 def ablation_cam(batch: Batch, *, ablation: str = "zero", batch_size: int = 64) -> Tensor:
     """Ablation-CAM (Desai & Ramaswamy, WACV 2020, Eq. 3): alpha_k = (y^c - y^c_k) / y^c.
 
@@ -106,14 +114,14 @@ def ablation_cam(batch: Batch, *, ablation: str = "zero", batch_size: int = 64) 
     return (y[:, None] - ablated) / y[:, None]
 
 
-@register("lime-cam")
+@register("lime-cam", label="LIME-CAM", colour="#e377c2", cost="sampling", random=True, rank=2)
 def lime_cam(batch: Batch, *, n_samples: int | None = None, seed: int = 0, batch_size: int = 64) -> Tensor:
     """LIME-CAM (Jung & Oh, ICCV 2021, baseline): LIME on the head, one feature per map.
 
     The authors' settings: captum's ``Lime`` with the zero map as baseline, ``n_samples = K``
     Bernoulli(0.5) coalitions, a Lasso (alpha 0.01) surrogate and an exponential cosine kernel
     (width 1). Each image uses its own generator seeded with ``seed`` (results do not depend on
-    the batch), and the global torch RNG is left as it was.
+    the batch), and the global torch and numpy RNGs are left as they were.
     """
     from captum.attr import Lime
 
@@ -124,7 +132,7 @@ def lime_cam(batch: Batch, *, n_samples: int | None = None, seed: int = 0, batch
     devices = [A.device] if A.device.type == "cuda" else []
     out = torch.empty(B, K, device=A.device, dtype=A.dtype)
     for b in range(B):
-        with torch.random.fork_rng(devices=devices):
+        with torch.random.fork_rng(devices=devices), numpy_seed(seed):   # the caller's RNGs are left as they were
             torch.manual_seed(seed)
             out[b] = lime.attribute(A[b:b + 1], baselines=0.0, target=int(batch.targets[b]),
                                     feature_mask=mask, n_samples=n_samples or K,

@@ -1,0 +1,82 @@
+"""Agreement of coefficient vectors, e.g. a CAM's alpha against SHAP-CAM's: cosine, Spearman, top-k."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .checks import _out, _positive_int
+
+
+def cosine_similarity(a: Tensor, b: Tensor) -> Tensor:
+    """Cosine similarity of each row pair of (B, K) coefficient vectors: ``a.b / (|a| |b|)``.
+
+    A zero vector has no direction: its rows give NaN (``torch.nn.functional.cosine_similarity``
+    would give 0 through its eps).
+
+        >>> cosine_similarity(torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 1.0]]))   # 1 / sqrt(2)
+        tensor([0.7071])
+    """
+    a, b = _check_pair(a, b, "cosine_similarity")
+    den = a.norm(dim=1) * b.norm(dim=1)
+    return _out(torch.where(den > 0, (a * b).sum(1) / den, torch.nan).clamp(-1, 1))
+
+
+def spearman(a: Tensor, b: Tensor) -> Tensor:
+    """Spearman rank correlation of each row pair of (B, K) vectors (average ranks for ties).
+
+    Spearman's rho is Pearson's correlation of the ranks; tied values share their average rank,
+    as in ``scipy.stats.spearmanr``. A constant row has no ranking: NaN.
+
+        >>> spearman(torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[30.0, 20.0, 10.0]]))
+        tensor([-1.])
+    """
+    a, b = _check_pair(a, b, "spearman")
+    ra, rb = _average_ranks(a), _average_ranks(b)                                  # (B, K)
+    # Ranks are exact half-integers, so a constant row centres to exactly 0.
+    ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
+    den = (ra.square().sum(1) * rb.square().sum(1)).sqrt()
+    return _out(torch.where(den > 0, (ra * rb).sum(1) / den, torch.nan).clamp(-1, 1))
+
+
+def top_k_overlap(a: Tensor, b: Tensor, k: int) -> Tensor:
+    """Share of the k largest entries of each row of ``a`` that are also among the k largest of ``b``.
+
+    ``|topk(a) ∩ topk(b)| / k`` by value, largest first (not by magnitude: a strongly negative
+    coefficient is not "important" here). Ties go to the lower index, so the result is
+    deterministic.
+
+        >>> top_k_overlap(torch.tensor([[5.0, 1.0, 4.0, 3.0]]), torch.tensor([[5.0, 4.0, 0.0, 9.0]]), 2)
+        tensor([0.5000])
+    """
+    a, b = _check_pair(a, b, "top_k_overlap")
+    K = a.shape[1]
+    k = _positive_int(k, "k")
+    if k > K:
+        raise ValueError(f"k must be at most the number of coefficients ({K}), got {k}")
+
+    def top(v):                                                                    # (B, K) bool
+        idx = torch.argsort(v, dim=1, descending=True, stable=True)[:, :k]
+        return torch.zeros_like(v, dtype=torch.bool).scatter_(1, idx, True)
+
+    return _out((top(a) & top(b)).sum(1).double() / k)
+
+
+def _average_ranks(v: Tensor) -> Tensor:
+    """1-based ranks of each row of (B, K), ties sharing their average rank."""
+    s = v.sort(dim=1).values
+    lower = torch.searchsorted(s, v, right=False)   # entries strictly smaller
+    upper = torch.searchsorted(s, v, right=True)    # entries smaller or equal
+    return (lower + upper + 1).double() / 2
+
+
+def _check_pair(a, b, name: str) -> tuple[Tensor, Tensor]:
+    a, b = torch.as_tensor(a), torch.as_tensor(b)
+    if a.dim() != 2 or a.shape != b.shape:
+        raise ValueError(f"{name} needs two (B, K) tensors of the same shape, one row per image, got "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}; use a[None] for a single vector")
+    if a.shape[1] == 0:
+        raise ValueError(f"{name} needs at least one coefficient per row, got shape {tuple(a.shape)}")
+    a, b = a.detach().to("cpu", torch.float64), b.detach().to("cpu", torch.float64)
+    if not (a.isfinite().all() and b.isfinite().all()):
+        raise ValueError(f"{name} needs finite coefficients; got NaN or inf")
+    return a, b

@@ -1,0 +1,250 @@
+"""Faithfulness: does the model's confidence follow the explanation? AD, IC, ADD, deletion, insertion.
+
+Each metric is one formula (:func:`_average_drop`, :func:`_increase`, :func:`_drop_in_deletion`
+on the probabilities), used by its own function and by :func:`faithfulness`, which runs them all
+with one forward pass for the unperturbed images.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..core import chunks
+from .checks import _broadcast, _check_batch_size, _inference, _out, _positive_int, _prepare, _probabilities
+
+#: Perturbed images per forward pass of :func:`deletion` / :func:`insertion` by default.
+DEFAULT_BATCH_SIZE = 64
+
+
+class Curves(NamedTuple):
+    """What :func:`deletion` / :func:`insertion` return with ``return_curves=True``."""
+
+    auc: Tensor     # (B,) normalised area under each curve
+    curves: Tensor  # (B, n_steps + 1) target probability after 0, p, 2p, ... pixels changed
+
+
+def average_drop(model, images: Tensor, maps: Tensor, targets, *, batch_size: int | None = None) -> Tensor:
+    """Average Drop (%) per image, lower is better: ``100 * max(0, Y - O) / Y``.
+
+    Chattopadhyay et al., "Grad-CAM++" (WACV 2018): ``Average Drop = 100/N sum_i max(0, Y_i - O_i)
+    / Y_i``, with ``O`` the target's softmax probability on ``maps * images`` (the image seen only
+    through its explanation). The mean over images is :func:`summarize`'s job. Unlike
+    pytorch-grad-cam's ``DropInConfidence``, the drop is divided by ``Y`` (the paper's
+    definition), so it is a relative drop in [0, 100]. ``Y == 0`` (underflow) gives NaN.
+    ``batch_size`` images per forward pass (all at once when None).
+
+        >>> model = lambda x: torch.stack([x.mean((1, 2, 3)).log(), (1 - x.mean((1, 2, 3))).log()], 1)
+        >>> average_drop(model, torch.full((1, 3, 1, 2), 0.5), torch.tensor([[[1.0, 0.0]]]), [0])
+        tensor([50.])
+    """
+    Y, O = _confidences(model, images, maps, targets, batch_size, keep=True)
+    return _out(_average_drop(Y, O))
+
+
+def increase_in_confidence(model, images: Tensor, maps: Tensor, targets, *, batch_size: int | None = None) -> Tensor:
+    """Increase in Confidence per image, higher is better: ``100 * [Y < O]`` (0 or 100).
+
+    Chattopadhyay et al., "Grad-CAM++" (WACV 2018): ``100/N sum_i 1[Y_i < O_i]``, ``O`` on
+    ``maps * images`` as in :func:`average_drop`; the mean over images is the paper's percentage.
+    The inequality is strict: an unchanged probability is no increase.
+
+        >>> model = lambda x: torch.stack([x.mean((1, 2, 3)).log(), (1 - x.mean((1, 2, 3))).log()], 1)
+        >>> increase_in_confidence(model, torch.full((1, 3, 1, 2), 0.5), torch.tensor([[[1.0, 0.0]]]), [1])
+        tensor([100.])
+    """
+    Y, O = _confidences(model, images, maps, targets, batch_size, keep=True)
+    return _out(_increase(Y, O))
+
+
+def average_drop_in_deletion(model, images: Tensor, maps: Tensor, targets, *,
+                             batch_size: int | None = None) -> Tensor:
+    """Average Drop in Deletion (%) per image, higher is better: ``100 * (Y - D) / Y``.
+
+    Jung & Oh, "Towards Better Explanations of Class Activation Mapping" (ICCV 2021):
+    ``ADD = 100/N sum_i (Y_i - D_i) / Y_i`` with ``D`` the target's probability on
+    ``(1 - maps) * images`` (the explanation removed). Not clipped at 0, as in the paper: removing
+    the explained region may raise the probability, and that counts against the map.
+
+        >>> model = lambda x: torch.stack([x.mean((1, 2, 3)).log(), (1 - x.mean((1, 2, 3))).log()], 1)
+        >>> average_drop_in_deletion(model, torch.full((1, 3, 1, 2), 0.5), torch.tensor([[[1.0, 0.0]]]), [1])
+        tensor([-50.])
+    """
+    Y, D = _confidences(model, images, maps, targets, batch_size, keep=False)
+    return _out(_drop_in_deletion(Y, D))
+
+
+def _average_drop(Y: Tensor, O: Tensor) -> Tensor:
+    """AD's formula: 100 max(0, Y - O) / Y."""
+    return 100 * (Y - O).clamp(min=0) / Y
+
+
+def _increase(Y: Tensor, O: Tensor) -> Tensor:
+    """IC's formula: 100 [Y < O]."""
+    return 100 * (Y < O).double()
+
+
+def _drop_in_deletion(Y: Tensor, D: Tensor) -> Tensor:
+    """ADD's formula: 100 (Y - D) / Y."""
+    return 100 * (Y - D) / Y
+
+
+def _confidences(model, images, maps, targets, batch_size, *, keep: bool) -> tuple[Tensor, Tensor]:
+    """(Y, P) float64 (B,): target probability on the images and on ``maps * x`` (keep) or ``(1 - maps) * x``."""
+    images, maps, targets = _prepare(model, images, maps, targets)
+    _check_batch_size(batch_size)
+    Y, P = [], []
+    with _inference(model):
+        for sl in chunks(len(images), batch_size):
+            x, m = images[sl], maps[sl][:, None]                     # (n, 3, H, W), (n, 1, H, W)
+            Y.append(_probabilities(model, x, targets[sl], targets))
+            P.append(_probabilities(model, x * (m if keep else 1 - m), targets[sl], targets))
+    return torch.cat(Y), torch.cat(P)
+
+
+def deletion(model, images: Tensor, maps: Tensor, targets, *, pixels_per_step: int | None = None,
+             substrate: float | Tensor = 0.0, batch_size: int | None = DEFAULT_BATCH_SIZE,
+             return_curves: bool = False) -> Tensor | Curves:
+    """Deletion AUC per image (RISE), lower is better: remove pixels by saliency, integrate the probability.
+
+    Petsiuk, Das & Saenko, "RISE" (BMVC 2018): pixels are set to the ``substrate`` in decreasing
+    order of ``maps``, ``pixels_per_step`` at a time; after each step the target's softmax
+    probability is recorded. The curve has ``n_steps + 1`` points, ``n_steps = ceil(H*W / p)``,
+    from 0 pixels removed to all removed (the last step may be smaller, it still counts as one
+    step, as in RISE). The score is the trapezoid area over x = 0, 1/n_steps, ..., 1:
+    ``AUC = (sum(y) - (y_0 + y_N) / 2) / n_steps``, normalised to [0, 1] (Quantus' AUC is not).
+
+    - ``pixels_per_step``: default the image width, i.e. 224 at 224 x 224 as in RISE.
+    - ``substrate``: default 0, black in pixel space. RISE zeroed *normalised* tensors, i.e. the
+      dataset mean colour; pass ``torch.tensor(IMAGENET_MEAN).view(3, 1, 1)`` for that. A float or
+      a tensor broadcastable to (B, 3, H, W).
+    - Ties in ``maps`` are broken by the flat (row-major) pixel index, lowest first, so the
+      result is deterministic.
+    - ``batch_size``: perturbed images per forward pass, over all curves of all images; built
+      chunk by chunk, never all at once. None = one curve's worth (``n_steps + 1``) per pass.
+      The result does not depend on it.
+
+    Returns the AUC (B,), or ``Curves(auc, curves)`` with the curves (B, n_steps + 1).
+
+        >>> model = lambda x: torch.stack([x.mean((1, 2, 3)).log(), (1 - x.mean((1, 2, 3))).log()], 1)
+        >>> x = torch.tensor([0.4, 0.8, 0.2, 0.6]).view(1, 1, 1, 4).expand(1, 3, 1, 4)
+        >>> m = torch.tensor([[[0.1, 0.9, 0.5, 0.3]]])
+        >>> deletion(model, x, m, [0], pixels_per_step=2, return_curves=True)   # delete 0.8, 0.2 then 0.6, 0.4
+        Curves(auc=tensor([0.2500]), curves=tensor([[0.5000, 0.2500, 0.0000]]))
+    """
+    images, maps, targets = _prepare(model, images, maps, targets)
+    base = images                                                          # (B, 3, H, W)
+    changed = _broadcast(substrate, images, "substrate")                   # (B, 3, H, W), a view
+    return _rise(model, images, maps, targets, base, changed, pixels_per_step, batch_size, return_curves)
+
+
+def insertion(model, images: Tensor, maps: Tensor, targets, *, pixels_per_step: int | None = None,
+              blur_kernel: int = 11, blur_sigma: float = 5.0, start: Tensor | None = None,
+              batch_size: int | None = DEFAULT_BATCH_SIZE, return_curves: bool = False) -> Tensor | Curves:
+    """Insertion AUC per image (RISE), higher is better: reveal pixels by saliency on a blurred copy.
+
+    Petsiuk, Das & Saenko, "RISE" (BMVC 2018): start from a Gaussian-blurred copy of the image and
+    copy the original pixels back in decreasing order of ``maps``, ``pixels_per_step`` at a
+    time; the curve, its ``n_steps + 1`` points and the normalised trapezoid AUC are as in
+    :func:`deletion` (same ordering, ties and ``batch_size`` rules).
+
+    - ``blur_kernel=11``, ``blur_sigma=5.0``: RISE's blur (an 11 x 11 Gaussian, sigma 5). We pad by
+      replicating the border (RISE's conv padded with zeros, which darkens a 5-pixel frame), so
+      a flat image stays flat. The kernel size must be odd.
+    - ``start``: replace the blurred start by any image(s) broadcastable to (B, 3, H, W).
+
+        >>> model = lambda x: torch.stack([x.mean((1, 2, 3)).log(), (1 - x.mean((1, 2, 3))).log()], 1)
+        >>> x = torch.tensor([0.4, 0.8, 0.2, 0.6]).view(1, 1, 1, 4).expand(1, 3, 1, 4)
+        >>> m = torch.tensor([[[0.1, 0.9, 0.5, 0.3]]])
+        >>> insertion(model, x, m, [0], pixels_per_step=2, start=torch.zeros(3, 1, 4), return_curves=True)
+        Curves(auc=tensor([0.2500]), curves=tensor([[0.0000, 0.2500, 0.5000]]))
+    """
+    images, maps, targets = _prepare(model, images, maps, targets)
+    if start is None:
+        with torch.no_grad():
+            base = _gaussian_blur(images, blur_kernel, blur_sigma)          # (B, 3, H, W)
+    else:
+        base = _broadcast(start, images, "start")
+    return _rise(model, images, maps, targets, base, images, pixels_per_step, batch_size, return_curves)
+
+
+def _rise(model, images, maps, targets, base, changed, pixels_per_step, batch_size, return_curves):
+    """Curves of ``base`` with the top-ranked pixels taken from ``changed``; chunked over (image, step)."""
+    B, _, H, W = images.shape
+    n_pix = H * W
+    p = W if pixels_per_step is None else _positive_int(pixels_per_step, "pixels_per_step")
+    _check_batch_size(batch_size)
+    n_steps = math.ceil(n_pix / p)
+    n_points = n_steps + 1
+    # rank[b, i] = position of pixel i in image b's saliency order (stable: ties by index).
+    order = torch.argsort(maps.flatten(1), dim=1, descending=True, stable=True)       # (B, H*W)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(n_pix, device=order.device).expand(B, -1))
+    curves = torch.empty(B * n_points, dtype=torch.float64)
+    with _inference(model):
+        # Row j of the flat (image, step) list is image j // n_points after step j % n_points;
+        # each chunk's perturbed images are built here, so memory is one chunk, not all curves.
+        for sl in chunks(B * n_points, n_points if batch_size is None else batch_size):
+            j = torch.arange(sl.start, sl.stop, device=images.device)
+            b, step = j // n_points, j % n_points                                     # (n,), (n,)
+            k = (step * p).clamp(max=n_pix)                                           # pixels changed
+            mask = (rank[b] < k[:, None]).view(-1, 1, H, W)                           # (n, 1, H, W)
+            x = torch.where(mask, changed[b], base[b])                                # (n, 3, H, W)
+            curves[sl] = _probabilities(model, x, targets[b], targets)
+    curves = curves.view(B, n_points)
+    # Trapezoid rule on x = 0, 1/n, ..., 1 (RISE's auc()): a curve constant at y has AUC y.
+    auc = (curves.sum(1) - (curves[:, 0] + curves[:, -1]) / 2) / n_steps
+    return Curves(_out(auc), _out(curves)) if return_curves else _out(auc)
+
+
+def _gaussian_blur(images: Tensor, kernel_size: int, sigma: float) -> Tensor:
+    """Separable Gaussian blur of (B, C, H, W), odd ``kernel_size``, replicate padding."""
+    k = _positive_int(kernel_size, "blur_kernel")
+    if k % 2 == 0:
+        raise ValueError(f"blur_kernel must be odd (the kernel is centred on the pixel), got {k}; use {k + 1}")
+    if not (isinstance(sigma, (int, float)) and not isinstance(sigma, bool) and sigma > 0 and math.isfinite(sigma)):
+        raise ValueError(f"blur_sigma must be a positive number, got {sigma!r}")
+    r, C = k // 2, images.shape[1]
+    t = torch.arange(k, dtype=torch.float64) - r
+    g = torch.exp(-t ** 2 / (2 * float(sigma) ** 2))
+    g = (g / g.sum()).to(images)                                                     # (k,), sums to 1
+    x = F.pad(images, (r, r, r, r), mode="replicate")                               # (B, C, H+2r, W+2r)
+    x = F.conv2d(x, g.view(1, 1, 1, k).expand(C, 1, 1, k), groups=C)               # along rows: (B, C, H+2r, W)
+    return F.conv2d(x, g.view(1, 1, k, 1).expand(C, 1, k, 1), groups=C)            # along columns: (B, C, H, W)
+
+
+#: Whether a higher value is better, for each metric of :func:`faithfulness` and the pointing game.
+HIGHER_IS_BETTER = {"AD": False, "IC": True, "ADD": True, "deletion": False, "insertion": True, "pointing": True}
+
+
+def faithfulness(model, images: Tensor, maps: Tensor, targets, *, pixels_per_step: int | None = None,
+                 substrate: float | Tensor = 0.0, blur_kernel: int = 11, blur_sigma: float = 5.0,
+                 batch_size: int | None = DEFAULT_BATCH_SIZE) -> dict:
+    """Every faithfulness metric of one set of maps, per image: ``{"AD", "IC", "ADD", "deletion", "insertion"}``.
+
+    The same values as :func:`average_drop`, :func:`increase_in_confidence`,
+    :func:`average_drop_in_deletion`, :func:`deletion` and :func:`insertion` with these options,
+    with the unperturbed probability ``Y`` computed once for AD, IC and ADD (3 model inputs per image
+    instead of 6, in one forward pass). Also returns ``"deletion_curves"`` and ``"insertion_curves"``
+    (B, n_steps + 1). ``batch_size`` images per forward pass, for all of them.
+    :data:`HIGHER_IS_BETTER` says which direction is better for each key.
+    """
+    images, maps, targets = _prepare(model, images, maps, targets)
+    _check_batch_size(batch_size)
+    Y, O, D = [], [], []
+    with _inference(model):
+        # the image, the map kept and the map removed go through the model in one pass
+        for sl in chunks(len(images), None if batch_size is None else max(1, batch_size // 3)):
+            x, m, t = images[sl], maps[sl][:, None], targets[sl]                  # (n, 3, H, W), (n, 1, H, W)
+            p = _probabilities(model, torch.cat([x, x * m, x * (1 - m)]), t.repeat(3), targets).view(3, -1)
+            Y.append(p[0]), O.append(p[1]), D.append(p[2])
+    Y, O, D = torch.cat(Y), torch.cat(O), torch.cat(D)
+    dele = deletion(model, images, maps, targets, pixels_per_step=pixels_per_step, substrate=substrate,
+                    batch_size=batch_size, return_curves=True)
+    ins = insertion(model, images, maps, targets, pixels_per_step=pixels_per_step, blur_kernel=blur_kernel,
+                    blur_sigma=blur_sigma, batch_size=batch_size, return_curves=True)
+    return {"AD": _out(_average_drop(Y, O)), "IC": _out(_increase(Y, O)),
+            "ADD": _out(_drop_in_deletion(Y, D)), "deletion": dele.auc, "insertion": ins.auc,
+            "deletion_curves": dele.curves, "insertion_curves": ins.curves}

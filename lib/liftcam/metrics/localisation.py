@@ -1,0 +1,68 @@
+"""Localisation: how much of an explanation's energy falls inside the object's boxes."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from .checks import _check_maps, _out
+
+
+def energy_pointing_game(maps: Tensor, boxes: Sequence) -> Tensor:
+    """Energy-based pointing game per image, higher is better: the share of the map's sum inside the boxes.
+
+    Wang et al., "Score-CAM" (CVPR-W 2020): ``Proportion = sum_{(i,j) in bbox} E(i,j) /
+    sum_{(i,j)} E(i,j)``. ``boxes[b]`` is a list of ``(x1, y1, x2, y2)`` in map pixels: x is the
+    column, y the row, ends exclusive, so a box covers ``map[y1:y2, x1:x2]`` (Score-CAM's released
+    code indexes rows by x; we do not). Several boxes count as their union (a pixel inside two
+    boxes counts once). Boxes are clipped to the map; an empty, inverted or wholly outside box is
+    a ValueError (as in :func:`liftcam.data.image_set`). An image without boxes, or a map whose
+    sum is 0, gives NaN (the share is undefined; :func:`summarize` skips NaN).
+
+        >>> maps = torch.tensor([[[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]])    # (1, 2, 3): 2 rows, 3 columns
+        >>> energy_pointing_game(maps, [[(2, 0, 3, 1)]])                 # the pixel at row 0, column 2
+        tensor([0.5000])
+    """
+    maps = _check_maps(maps)
+    B, H, W = maps.shape
+    if isinstance(boxes, Tensor) or not isinstance(boxes, Sequence) or len(boxes) != B:
+        n = len(boxes) if hasattr(boxes, "__len__") else type(boxes).__name__
+        raise ValueError(f"boxes must be a list with one list of (x1, y1, x2, y2) boxes per map: {B} maps, got {n}; "
+                         "use [] for an image without boxes")
+    maps = maps.detach().to("cpu", torch.float64)
+    out = torch.full((B,), float("nan"), dtype=torch.float64)
+    for i, (m, image_boxes) in enumerate(zip(maps, boxes)):                     # m: (H, W)
+        inside = torch.zeros(H, W, dtype=torch.bool)
+        for box in (image_boxes if image_boxes is not None else []):
+            x1, y1, x2, y2 = _box(box, i, H, W)
+            inside[y1:y2, x1:x2] = True                # rows are y, columns are x; a mask makes the union
+        total = m.sum()
+        if (image_boxes is not None and len(image_boxes) > 0) and total > 0:
+            out[i] = m[inside].sum() / total
+    return _out(out)
+
+
+def _box(box, i: int, H: int, W: int) -> tuple[int, int, int, int]:
+    """One (x1, y1, x2, y2) box as ints clipped to the (H, W) map."""
+    try:
+        values = [float(v) for v in box]
+    except TypeError:
+        values = None
+    if values is None or len(values) != 4:
+        raise ValueError(f"boxes[{i}] must hold (x1, y1, x2, y2) boxes, got {box!r}; "
+                         "wrap a single box in a list: [[(x1, y1, x2, y2)]]")
+    if any(not math.isfinite(v) or v != int(v) for v in values):
+        raise ValueError(f"box {box!r} of image {i} must have whole-pixel coordinates in map pixels; "
+                         "map them with ImageTransform.map_boxes or round them")
+    x1, y1, x2, y2 = (int(v) for v in values)
+    if x2 <= x1 or y2 <= y1:
+        raise ValueError(f"box {box!r} of image {i} is empty or inverted: expected (x1, y1, x2, y2) with x1 < x2 and "
+                         "y1 < y2 (x = column, y = row, ends exclusive)")
+    clipped = min(max(x1, 0), W), min(max(y1, 0), H), min(max(x2, 0), W), min(max(y2, 0), H)
+    if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+        raise ValueError(f"box {box!r} of image {i} lies entirely outside the {H} x {W} map; boxes are in map "
+                         "pixels (x = column, y = row): map them with ImageTransform.map_boxes, or leave the image "
+                         "without boxes ([]) to score it NaN")
+    return clipped
