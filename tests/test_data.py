@@ -2,6 +2,7 @@
 are the packages' own pictures; their labels, names and boxes are consistent; the offline model
 agrees with the labels of the unambiguous photographs."""
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -9,7 +10,8 @@ import torch
 from PIL import Image
 
 from liftcam import data
-from liftcam.data import ImageReadError, load_image, samples
+from liftcam.data import ImageReadError, PaperInputsError, check_paper_inputs, image_set, imagenet_wnids, load_image, samples
+from liftcam.models import ImageTransform
 
 NAMES = ["chelsea", "coffee", "rocket", "astronaut", "camera", "motorcycle", "china", "flower",
          "grace_hopper"]
@@ -202,3 +204,299 @@ def top1():
 def test_model_top1_is_accepted(top1, name):
     pred, accept = top1[name]
     assert pred in accept, (name, pred, accept)
+
+
+# --- image folders: ILSVRC-2012 validation layouts, labels and boxes -----------------------
+# Fixtures are written in the real formats: JPEG files named like ILSVRC's, Kaggle's
+# LOC_val_solution.csv, ILSVRC's per-image bbox XML files.
+
+
+TENCH, TABBY, ESPRESSO = "n01440764", "n02123045", "n07920052"   # classes 0, 281, 967
+
+
+def _model(transform=None):
+    """The part of a SplitModel that image_set uses: its preprocess."""
+    return SimpleNamespace(preprocess=transform or ImageTransform(resize=(32, 32)))
+
+
+def _val(i: int) -> str:
+    return f"ILSVRC2012_val_{i:08d}"
+
+
+def _jpeg(path, size=(64, 48), colour=(200, 30, 30)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path, quality=95)
+    return path
+
+
+def _csv(path, rows):
+    """rows: {image id: [(wnid, x1, y1, x2, y2), ...]} -> Kaggle's LOC_val_solution.csv."""
+    lines = ["ImageId,PredictionString"]
+    lines += [f"{k}," + " ".join(" ".join(str(v) for v in g) for g in groups) for k, groups in rows.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _xml(path, objects, size=(64, 48)):
+    """objects: [(wnid, x1, y1, x2, y2), ...] -> one ILSVRC / PASCAL-VOC bbox file."""
+    objs = "".join(f"<object><name>{w}</name><pose>Unspecified</pose><truncated>0</truncated><difficult>0</difficult>"
+                   f"<bndbox><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax><ymax>{d}</ymax></bndbox></object>"
+                   for w, a, b, c, d in objects)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"<annotation><folder>val</folder><filename>{path.stem}</filename><source><database>ILSVRC_2012"
+                    f"</database></source><size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth>"
+                    f"</size><segmented>0</segmented>{objs}</annotation>")
+    return path
+
+
+@pytest.fixture
+def flat_val(tmp_path):
+    """A flat validation folder of 3 JPEGs (64 x 48) with LOC_val_solution.csv beside it (in the parent)."""
+    val = tmp_path / "val"
+    for i in (1, 2, 3):
+        _jpeg(val / f"{_val(i)}.JPEG")
+    _csv(tmp_path / "LOC_val_solution.csv", {
+        _val(1): [(TABBY, 0, 0, 32, 24)],
+        _val(2): [(TENCH, 10, 6, 42, 30), (TENCH, 0, 0, 64, 48)],
+        _val(3): [(ESPRESSO, 16, 12, 48, 36)],
+    })
+    return val
+
+
+def test_wnids_are_the_imagenet_1k_class_order():
+    wnids = imagenet_wnids()
+    assert len(wnids) == 1000 and wnids == sorted(set(wnids))
+    assert (wnids.index(TENCH), wnids.index(TABBY), wnids.index(ESPRESSO)) == (0, 281, 967)
+    # independent check: timm's lemma of each wnid names torchvision's category of the same index
+    from torchvision.models import ResNet50_Weights
+    lemmas = dict(line.split("\t", 1) for line in data._package_file(
+        "timm", "data/_info/imagenet_synset_to_lemma.txt").read_text().splitlines() if "\t" in line)
+    categories = ResNet50_Weights.IMAGENET1K_V1.meta["categories"]
+    agree = sum(categories[i].lower() in lemmas[w].lower() for i, w in enumerate(wnids))
+    assert agree >= 950, agree
+
+
+def test_flat_folder_with_csv_beside_it(flat_val):
+    d = image_set(_model(), flat_val)
+    assert d.names == [f"{_val(i)}.JPEG" for i in (1, 2, 3)]
+    assert d.labels == [281, 0, 967] and d.accept == [[281], [0], [967]]
+    assert d.images.shape == (3, 3, 32, 32)
+    # 64 x 48 -> 32 x 32: x halves, y scales by 2/3
+    assert d.boxes == [[(0, 0, 16, 16)], [(5, 4, 21, 20), (0, 0, 32, 32)], [(8, 8, 24, 24)]]
+
+
+def test_csv_inside_the_folder_and_given_explicitly(flat_val, tmp_path):
+    (flat_val / "LOC_val_solution.csv").write_text((tmp_path / "LOC_val_solution.csv").read_text())
+    (tmp_path / "LOC_val_solution.csv").unlink()
+    assert image_set(_model(), flat_val).labels == [281, 0, 967]
+    moved = tmp_path / "elsewhere.csv"
+    (flat_val / "LOC_val_solution.csv").rename(moved)
+    assert image_set(_model(), flat_val, annotations=moved).labels == [281, 0, 967]
+
+
+def test_per_class_folders_give_labels(tmp_path):
+    val = tmp_path / "val"
+    _jpeg(val / TABBY / f"{_val(1)}.JPEG")
+    _jpeg(val / TENCH / f"{_val(2)}.JPEG")
+    _jpeg(val / ESPRESSO / f"{_val(3)}.JPEG")
+    (val / "notes").mkdir()  # not a WordNet id: ignored
+    d = image_set(_model(), val, require_labels=True)
+    # sub-folders in sorted wnid order, files sorted inside each
+    assert d.names == [f"{_val(2)}.JPEG", f"{_val(1)}.JPEG", f"{_val(3)}.JPEG"]
+    assert d.labels == [0, 281, 967] and d.accept == [[0], [281], [967]] and d.boxes == [[], [], []]
+    # with the CSV beside it: boxes too; a folder that disagrees with the CSV is an error
+    _csv(tmp_path / "LOC_val_solution.csv", {_val(1): [(TABBY, 0, 0, 32, 24)], _val(2): [(TENCH, 0, 0, 64, 48)],
+                                             _val(3): [(ESPRESSO, 0, 0, 64, 48)]})
+    assert image_set(_model(), val).boxes[1] == [(0, 0, 16, 16)]
+    _csv(tmp_path / "LOC_val_solution.csv", {_val(1): [(TENCH, 0, 0, 32, 24)], _val(2): [(TENCH, 0, 0, 64, 48)],
+                                             _val(3): [(ESPRESSO, 0, 0, 64, 48)]})
+    with pytest.raises(ValueError, match=f"{_val(1)}.JPEG.*class folder {TABBY}.*{TENCH}"):
+        image_set(_model(), val)
+
+
+def test_xml_box_files(tmp_path):
+    val, xml = tmp_path / "val", tmp_path / "bbox" / "val"
+    _jpeg(val / f"{_val(1)}.JPEG")
+    _jpeg(val / f"{_val(2)}.JPEG", size=(48, 64))
+    _xml(xml / f"{_val(1)}.xml", [(TABBY, 0, 0, 64, 48), (TABBY, 32, 24, 64, 48)])
+    _xml(xml / f"{_val(2)}.xml", [(ESPRESSO, 12, 16, 36, 48)], size=(48, 64))
+    d = image_set(_model(), val, annotations=tmp_path / "bbox")   # found recursively
+    assert d.labels == [281, 967] and d.accept == [[281], [967]]
+    assert d.boxes == [[(0, 0, 32, 32), (16, 16, 32, 32)], [(8, 8, 24, 24)]]
+    # boxes of a resized copy would be wrong: the annotated size must match the file
+    _xml(xml / f"{_val(2)}.xml", [(ESPRESSO, 12, 16, 36, 48)], size=(96, 128))
+    with pytest.raises(ValueError, match=f"{_val(2)}.JPEG.*48 x 64.*96 x 128"):
+        image_set(_model(), val, annotations=xml)
+    # two classes in one validation image
+    _xml(xml / f"{_val(2)}.xml", [(ESPRESSO, 12, 16, 36, 48), (TENCH, 0, 0, 4, 4)], size=(48, 64))
+    with pytest.raises(ValueError, match="2 classes"):
+        image_set(_model(), val, annotations=xml)
+
+
+def test_image_without_label(flat_val, tmp_path):
+    _jpeg(flat_val / f"{_val(4)}.JPEG")
+    with pytest.raises(ValueError, match=f"{_val(4)}.JPEG.*no entry in csv"):
+        image_set(_model(), flat_val)
+    # no annotation source at all: unlabelled images are allowed unless labels are required
+    plain = tmp_path / "other" / "plain"   # not beside the CSV
+    _jpeg(plain / "a.jpg")
+    assert image_set(_model(), plain).labels == [None]
+    with pytest.raises(ValueError, match="'a.jpg' has no label"):
+        image_set(_model(), plain, require_labels=True)
+
+
+def test_wnid_outside_the_1000_classes(flat_val, tmp_path):
+    _csv(tmp_path / "LOC_val_solution.csv", {_val(1): [("n99999999", 0, 0, 8, 8)], _val(2): [(TENCH, 0, 0, 8, 8)],
+                                             _val(3): [(TENCH, 0, 0, 8, 8)]})
+    with pytest.raises(ValueError, match=f"{_val(1)}.JPEG.*n99999999.*not one of the 1000"):
+        image_set(_model(), flat_val)
+    other = tmp_path / "byclass"
+    _jpeg(other / "n99999999" / "x.JPEG")
+    with pytest.raises(ValueError, match="n99999999.*not one of the 1000"):
+        image_set(_model(), other)
+
+
+def test_malformed_csv(flat_val, tmp_path):
+    (tmp_path / "LOC_val_solution.csv").write_text(f"ImageId,PredictionString\n{_val(1)},{TABBY} 1 2 3\n")
+    with pytest.raises(ValueError, match="line 2.*groups of 'wnid x1 y1 x2 y2'"):
+        image_set(_model(), flat_val)
+
+
+def test_seeded_random_subset(tmp_path):
+    val = tmp_path / "val"
+    for i in range(1, 11):
+        _jpeg(val / f"{_val(i)}.JPEG", colour=(i * 20, 0, 0))
+    every = image_set(_model(), val).names
+    a = image_set(_model(), val, sample=4, seed=0).names
+    assert a == image_set(_model(), val, sample=4, seed=0).names                  # reproducible
+    assert len(a) == 4 and set(a) <= set(every) and a == sorted(a, key=every.index)  # a subset, in file order
+    assert any(image_set(_model(), val, sample=4, seed=s).names != a for s in (1, 2, 3))
+    assert image_set(_model(), val, sample=4, seed=0, limit=2).names == a[:2]    # limit: the first of the sample
+    assert image_set(_model(), val, limit=3).names == every[:3]
+    with pytest.raises(ValueError, match="sample=11 but .* holds only 10 images"):
+        image_set(_model(), val, sample=11)
+
+
+@pytest.mark.parametrize("limit", [-1, 0])
+def test_limit_must_be_positive(tmp_path, limit):
+    """limit=-1 used to drop the last image silently (a Python slice)."""
+    for i in (1, 2, 3):
+        _jpeg(tmp_path / f"{_val(i)}.JPEG")
+    with pytest.raises(ValueError, match=f"limit={limit}: must be a positive"):
+        image_set(_model(), tmp_path, limit=limit)
+    with pytest.raises(ValueError, match="must be a positive"):
+        image_set(_model(), "samples", limit=limit)
+    with pytest.raises(TypeError, match="whole number"):
+        image_set(_model(), tmp_path, limit=2.5)
+
+
+def _annotated(tmp_path, boxes, size=(64, 48)):
+    _jpeg(tmp_path / "img.png", size=size)
+    (tmp_path / "annotations.json").write_text(json.dumps({"samples": [{"name": "img.png", "label": 1,
+                                                                         "accept": [1], "boxes": boxes}]}))
+    return tmp_path
+
+
+@pytest.mark.parametrize("box", [[30, 10, 20, 40], [10, 40, 30, 10], [10, 10, 10, 40]])
+def test_inverted_or_empty_box_is_an_error(tmp_path, box):
+    """Such boxes used to vanish in map_boxes, while the pointing game rejects them."""
+    with pytest.raises(ValueError, match=r"'img.png'.*inverted or empty") as e:
+        image_set(_model(), _annotated(tmp_path, [box]))
+    assert str(box) in str(e.value)
+
+
+@pytest.mark.parametrize("box", [[70, 0, 90, 10], [-20, -20, 0, 10], [0, 48, 10, 60]])
+def test_box_outside_the_image_is_an_error(tmp_path, box):
+    with pytest.raises(ValueError, match=r"'img.png'.*wholly outside the 64 x 48 image") as e:
+        image_set(_model(), _annotated(tmp_path, [box]))
+    assert str(box) in str(e.value)
+
+
+def test_box_partly_outside_is_clipped(tmp_path):
+    d = image_set(_model(), _annotated(tmp_path, [[-10, -6, 32, 24], [32, 24, 100, 100]]))
+    assert d.boxes == [[(0, 0, 16, 16), (16, 16, 32, 32)]]
+
+
+def test_box_cut_off_by_the_centre_crop_is_dropped_with_a_warning(tmp_path):
+    # 64 x 32 -> shorter side 32 (scale 1) -> centre crop 32: columns 16..47 are kept
+    folder = _annotated(tmp_path, [[0, 0, 10, 10], [20, 0, 40, 32]], size=(64, 32))
+    with pytest.warns(UserWarning, match=r"1 box\(es\).*img.png \(0, 0, 10, 10\)"):
+        d = image_set(_model(ImageTransform(resize=32, crop=32)), folder)
+    assert d.boxes == [[(4, 0, 24, 32)]]
+    (folder / "annotations.json").write_text(json.dumps({"samples": [{"name": "img.png", "label": 1, "accept": [1],
+                                                                       "boxes": [[0, 0, 10, 10]]}]}))
+    with pytest.warns(UserWarning, match="not counted by the pointing game"):
+        assert image_set(_model(ImageTransform(resize=32, crop=32)), folder).boxes == [[]]
+
+
+def test_flat_box_list_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match=r"'img.png'.*one flat box.*\[\[1, 2, 30, 40\]\]"):
+        image_set(_model(), _annotated(tmp_path, [1, 2, 30, 40]))
+
+
+def test_mixed_image_sizes_name_the_files_and_the_fix(tmp_path):
+    _jpeg(tmp_path / "big.jpg", size=(64, 48))
+    _jpeg(tmp_path / "small.jpg", size=(20, 10))
+    with pytest.raises(ValueError, match=r"2 sizes.*3x48x64: big.jpg.*3x10x20: small.jpg.*resize=\(224, 224\)"):
+        image_set(_model(ImageTransform()), tmp_path)
+
+
+def test_missing_or_empty_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="image folder .* not found"):
+        image_set(_model(), tmp_path / "nope")
+    (tmp_path / "cats").mkdir()
+    with pytest.raises(FileNotFoundError, match="no image files.*cats.*not named by WordNet ids"):
+        image_set(_model(), tmp_path)
+
+
+def test_imagenet_placeholder_reads_the_environment(flat_val, monkeypatch):
+    monkeypatch.delenv("IMAGENET", raising=False)
+    with pytest.raises(FileNotFoundError, match="IMAGENET"):
+        image_set(_model(), "imagenet")
+    monkeypatch.setenv("IMAGENET", str(flat_val))
+    assert image_set(_model(), "imagenet").labels == [281, 0, 967]
+
+
+# --- check_paper_inputs ----------------------------------------------------------------------
+
+def test_paper_inputs_lists_everything_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(PaperInputsError) as e:
+        check_paper_inputs("vgg16", None)
+    msg = str(e.value)
+    assert "vgg16-397923af.pth" in msg and str(tmp_path / "torch" / "hub" / "checkpoints") in msg
+    assert "ImageNet folder: none given" in msg and "IMAGENET=" in msg
+
+
+def test_paper_inputs_pass_with_weights_and_a_labelled_folder(flat_val, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    ckpt = tmp_path / "torch" / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    (ckpt / "resnet50-19c8e357.pth").write_bytes(b"not loaded, only looked for")   # the legacy name counts
+    summary = check_paper_inputs("resnet50", flat_val)
+    assert summary["weights"] == str(ckpt / "resnet50-19c8e357.pth")
+    assert (summary["images"], summary["labelled"], summary["with_boxes"]) == (3, 3, 3)
+    # an unlabelled image and missing vgg16 weights: both listed in one error
+    _jpeg(flat_val / f"{_val(9)}.JPEG")
+    with pytest.raises(PaperInputsError) as e:
+        check_paper_inputs("vgg16", flat_val)
+    msg = str(e.value)
+    assert "vgg16 weights" in msg and "labels: 1 of 4 images" in msg and f"{_val(9)}.JPEG" in msg
+
+
+def test_paper_inputs_folder_without_boxes(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    _jpeg(tmp_path / "val" / TABBY / "a.JPEG")
+    with pytest.raises(PaperInputsError, match="boxes: 1 of 1 images have no box") as e:
+        check_paper_inputs("efficientnet_lite0", tmp_path / "val")
+    assert "weights" not in str(e.value)
+    assert check_paper_inputs("efficientnet_lite0", tmp_path / "val", boxes=False)["labelled"] == 1
+
+
+def test_the_command_line_check_names_what_is_missing(tmp_path, monkeypatch, capsys):
+    from liftcam.__main__ import main
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert main(["check-inputs", "vgg16", str(tmp_path / "nowhere")]) == 1
+    err = capsys.readouterr().err
+    assert "vgg16-397923af.pth" in err and "nowhere" in err

