@@ -562,3 +562,18 @@ def test_a_new_method_is_one_decorated_function(vgg16, tmp_path):
         assert set(liftcam.timing.seconds_per_image(vgg16, x[:1], ["max-grad-cam"])) == {"max-grad-cam"}
     finally:
         del liftcam.core.REGISTRY["max-grad-cam"], liftcam.core.RULES["max-grad-cam"]
+
+
+def test_cam_refuses_a_non_affine_head_even_with_tiny_logits():
+    """GAP first (the gradient is uniform over space), then a tanh: not CAM's GAP + linear head. Scaled by
+    1e-5 the mismatch is tiny in absolute terms; the check is relative, so it still refuses."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4), nn.Tanh(),
+                        nn.Linear(4, 3)).eval()
+    with torch.no_grad():
+        net[3].weight.mul_(5)
+        net[5].weight.mul_(1e-5)
+        net[5].bias.zero_()
+    s = models.split(net, "0")
+    with pytest.raises(ValueError, match="GAP|global average pooling"):
+        liftcam.explain(s, torch.rand(2, 3, 8, 8), method="cam")

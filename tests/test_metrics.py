@@ -294,6 +294,16 @@ def test_energy_pointing_game_by_hand_on_a_non_square_map():
     close(energy_pointing_game(maps, boxes), [1.4 / 3, 1 / 3, 1 / 6, 0.8, 0.7 / 3, float("nan")])
 
 
+def test_energy_pointing_game_refuses_boxes_it_cannot_score():
+    """A box wholly outside the map used to score 0 (where no box scores NaN); an empty box counted nothing."""
+    maps = torch.rand(1, 4, 4)
+    with pytest.raises(ValueError, match="entirely outside"):
+        energy_pointing_game(maps, [[(5, 5, 9, 9)]])
+    with pytest.raises(ValueError, match="empty or inverted"):
+        energy_pointing_game(maps, [[(2, 1, 2, 3)]])
+    close(energy_pointing_game(maps, [[(2, 2, 9, 9)]]), [maps[0, 2:, 2:].sum() / maps.sum()])   # clipped
+
+
 def test_energy_pointing_game_zero_map_is_nan():
     maps = torch.zeros(2, 3, 5)
     maps[1, 0, 0] = 1.0
