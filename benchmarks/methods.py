@@ -8,13 +8,13 @@ import argparse
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 import liftcam
 from liftcam import report
 
-CHEAP = ["grad-cam", "grad-cam++", "xgrad-cam", "lift-cam", "lrp-cam"]
-COSTLY = ["ablation-cam", "lime-cam", "score-cam", "shap-cam"]
+# the cost classes come from the registry; CAM needs a GAP + linear head, which the default layer is not
+CHEAP = [m for m in liftcam.METHODS if liftcam.REGISTRY[m].cost == "head" and m != "cam"]
+COSTLY = [m for m in liftcam.METHODS if liftcam.REGISTRY[m].cost != "head"]
 
 
 def main(argv=None):

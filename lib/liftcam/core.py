@@ -306,8 +306,7 @@ def explain(model, images: Tensor, method: str = "lift-cam", targets=None, *, la
         model = _split_once(model, layer)
     elif layer is not None and layer != model.layer:
         raise ValueError(f"the SplitModel is cut at {model.layer!r}, not {layer!r}; split the model again at {layer!r}")
-    images = check_images(images)
-    A, logits = forward(model, images)
+    A, logits = forward(model, images)                                # checks the images once
     images = images.to(A.device, A.dtype)
     with evaluating(model):
         return explain_batch(Batch(model, images, A, resolve_targets(targets, logits), logits), method, **options)

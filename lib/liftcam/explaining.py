@@ -29,7 +29,6 @@ from .core import (
     Batch,
     Explanation,
     cam_maps,
-    check_images,
     explain_batch,
     forward,
     lookup,
@@ -71,8 +70,7 @@ def explain_cached(model: SplitModel, images: Tensor, method: str, targets=None,
         >>> e = explain_cached(s, x, "lime-cam", cache_dir="data/cache", seed=0)
     """
     _check_method(model, method)
-    images = check_images(images)
-    A, logits = forward(model, images)
+    A, logits = forward(model, images)                                # checks the images once
     images = images.to(A.device, A.dtype)
     return _explain_cached(model, images, A, logits, resolve_targets(targets, logits), method, cache_dir,
                            _model_key(model) if key is None else key, options)
@@ -148,8 +146,7 @@ def explain_all(model: SplitModel, images: Tensor, methods, *, cache_dir: str | 
     for m in methods:
         if m != "shap-cam":
             _check_method(model, m)
-    images = check_images(images)
-    A, logits = forward(model, images)                                # once for every method
+    A, logits = forward(model, images)                                # once for every method; checks the images
     images = images.to(A.device, A.dtype)
     t = resolve_targets(None, logits)
     key = _model_key(model)                                           # the same key as ground_truth's default
