@@ -1,10 +1,12 @@
-"""liftcam.plots: the overlay formula at its end points, and the grid's layout."""
+"""liftcam.plots: the overlay formula, the layouts, and what every figure promises: registry colours, only the
+images every method explains, intervals where the legend says so, every drawn value in the data."""
 import matplotlib
 
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -76,39 +78,145 @@ def test_map_summary_by_hand():
     assert np.isnan(got["centroid_row"][1])
 
 
-def test_curve_panels_draw_each_group_in_each_panel():
-    import pandas as pd
+def colourbars(fig):
+    return [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
 
-    x = np.linspace(0, 1, 5)
-    curves = pd.concat([pd.DataFrame({"method": m, "fraction": x, "deletion": (1 - x) * k, "insertion": x * k})
-                        for m, k in [("grad-cam", 0.5), ("lift-cam", 0.8)]])
-    fig = plots.curve_panels(curves, ["deletion", "insertion"], {"lift-cam": "LIFT-CAM (0.4)"}, highlight=["lift-cam"])
-    left, right = fig.axes[:2]
-    assert [ax.get_title() for ax in (left, right)] == ["deletion", "insertion"]
-    (g, l) = right.lines
-    np.testing.assert_allclose(l.get_ydata(), x * 0.8)                  # insertion of lift-cam, in the right panel
-    np.testing.assert_allclose(left.lines[0].get_ydata(), (1 - x) * 0.5)
-    assert l.get_linewidth() > g.get_linewidth() and l.get_color() == plots.COLOURS["lift-cam"]
-    assert [t.get_text() for t in right.get_legend().get_texts()] == ["Grad-CAM", "LIFT-CAM (0.4)"]
+
+def test_grid_has_one_colourbar_for_the_unit_scale_and_a_title():
+    x = torch.stack([photo(seed=0), photo(seed=1)])
+    fig = plots.map_grid(x, {"Grad-CAM": torch.rand(2, 5, 4)}, ["a", "b"], title="T", note="numbers: probabilities")
+    (bar,) = colourbars(fig)
+    assert bar.get_ylim() == (0, 1) and "map value" in bar.get_ylabel()
+    assert fig._suptitle.get_text() == "T" and "probabilities" in [t.get_text() for t in fig.texts][-1]
     plt.close(fig)
 
 
-def test_interval_plot_marks_each_mean_with_its_interval():
-    import pandas as pd
+def test_gallery_draws_each_map_over_its_image_with_one_colourbar():
+    x = torch.stack([photo(seed=i) for i in range(3)])
+    m = torch.rand(3, 5, 4)
+    fig = plots.map_gallery(x, m, ["a", "b", "c"], cols=2, title="SHAP-CAM")
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert len(panels) == 4 and [ax.get_title() for ax in panels[:3]] == ["a", "b", "c"] and not panels[3].images
+    np.testing.assert_allclose(panels[2].images[0].get_array(), plots.overlay(x[2], m[2]))
+    assert len(colourbars(fig)) == 1 and colourbars(fig)[0].get_ylim() == (0, 1)
+    with pytest.raises(ValueError, match="one map and one title"):
+        plots.map_gallery(x, m[:2], ["a", "b", "c"])
+    plt.close(fig)
 
-    values = pd.DataFrame({"grad-cam": [0.2, 0.4, np.nan], "lift-cam": [0.6, 0.8, 1.0]})
-    summary = {"grad-cam": {"mean": 0.3, "low": 0.2, "high": 0.4, "n": 2},
-               "lift-cam": {"mean": 0.8, "low": 0.6, "high": 1.0, "n": 3}}
-    fig = plots.interval_plot(values, summary, reference=pd.Series([0.5, 0.5, 0.5]), reference_label="box",
-                              xlim=(0, 1))
+
+def test_setting_names_the_model_layer_and_sign():
+    assert plots.setting_title("efficientnet_lite0", "blocks.6", 9) == "EfficientNet-Lite0 at blocks.6 (signed maps), 9 images"
+    assert plots.setting_title("vgg16", "features.29", 1) == "VGG16 at features.29, 1 image"
+    assert plots.setting("my_net", "layer3", signed=True) == "my_net at layer3 (signed maps)"
+
+
+def test_common_images_drop_unrun_methods_and_partial_rows():
+    v = pd.DataFrame({"a": [1, 2, 3.0], "b": [1, np.nan, 3], "c": [np.nan] * 3}, index=["x", "y", "z"])
+    kept, left_out = plots.common_images(v)
+    assert list(kept.index) == ["x", "z"] and list(kept.columns) == ["a", "b"] and left_out == ["c"]
+
+
+def test_dodge_spreads_near_values_and_leaves_far_ones():
+    got = plots._dodge({"a": 1.0, "b": 1.05, "c": 100.0})
+    assert got["c"] == 100.0 and got["a"] < got["b"]
+    assert abs(np.log10(got["b"]) - np.log10(got["a"]) - 0.07) < 1e-12   # one step apart, around their mean
+
+
+def per_image_curves():
+    x = np.linspace(0, 1, 5)
+    rows = []
+    for m, k, imgs in [("grad-cam", 0.5, ["i0", "i1", "i2"]), ("lift-cam", 0.8, ["i0", "i1", "i2"]),
+                       ("score-cam", 0.2, ["i0"])]:
+        for j, img in enumerate(imgs):
+            rows.append(pd.DataFrame({"method": m, "image": img, "fraction": x, "deletion": (1 - x) * k * (j + 1),
+                                      "insertion": x * k * (j + 1)}))
+    return pd.concat(rows, ignore_index=True), x
+
+
+def test_curve_panels_average_only_the_common_images_in_registry_colours():
+    curves, x = per_image_curves()
+    fig, data = plots.curve_panels(curves, ["deletion", "insertion"], groups=["grad-cam", "lift-cam", "score-cam", "cam"],
+                                   highlight=["lift-cam"], title="EfficientNet-Lite0 at blocks.6")
+    left, right = fig.axes[:2]
+    assert [ax.get_title() for ax in (left, right)] == ["deletion", "insertion"]
+    g, l, sc = right.lines
+    np.testing.assert_allclose(l.get_ydata(), x * 0.8)                  # image i0 only: the one Score-CAM has
+    np.testing.assert_allclose(left.lines[0].get_ydata(), (1 - x) * 0.5)
+    assert [ln.get_color() for ln in right.lines] == [plots.colour(m) for m in ["grad-cam", "lift-cam", "score-cam"]]
+    assert l.get_linewidth() > g.get_linewidth()
+    # the legend's numbers are the areas under the drawn curves, and its title says so
+    legend = right.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["Grad-CAM (0.250 / 0.250)", "LIFT-CAM (0.400 / 0.400)",
+                                                          "Score-CAM (0.100 / 0.100)"]
+    assert "mean AUC" in legend.get_title().get_text()
+    title = fig._suptitle.get_text()
+    assert "n = 1 image " in title and "CAM" in title.split("not run on these images:")[1]  # "cam" had no rows
+    assert set(data["n"]) == {1}
+    np.testing.assert_allclose(data.loc[data["method"] == "lift-cam", "insertion"], x * 0.8)
+    np.testing.assert_allclose(data.loc[data["method"] == "lift-cam", "insertion AUC"], 0.4)
+    plt.close(fig)
+
+
+def test_interval_plot_uses_common_images_and_draws_every_interval():
+    values = pd.DataFrame({"grad-cam": [0.2, 0.4, 0.9], "score-cam": [0.6, 0.8, np.nan], "lime-cam": [np.nan] * 3},
+                          index=["a", "b", "c"])
+    fig, data = plots.interval_plot(values, reference=pd.Series([0.5, 0.5, 0.1], index=values.index),
+                                    reference_label="box", xlim=(0, 1), n_boot=200, title="VGG16 at features.29")
     ax = fig.axes[0]
     rows = dict(zip(ax.get_yticks().tolist(), [t.get_text() for t in ax.get_yticklabels()]))
-    assert rows == {2: "Grad-CAM (n=2)", 1: "LIFT-CAM (n=3)", 0: "box"}   # top to bottom, reference last
-    dots = [c.get_offsets() for c in ax.collections if c.get_offsets().shape[1] == 2 and len(c.get_offsets()) in (2, 3)]
-    assert sorted(np.asarray(dots[0])[:, 0].tolist()) == [0.2, 0.4]     # NaN left out; top row is Grad-CAM
+    assert rows == {2: "Grad-CAM", 1: "Score-CAM", 0: "box"}               # LIME-CAM (no image) left out
+    assert "n = 2 images" in ax.get_title() and "LIME-CAM" in ax.get_title() and "VGG16" in ax.get_title()
+    dots = [c for c in ax.collections if c.get_offsets().shape[0] == 2]
+    assert sorted(np.asarray(dots[0].get_offsets())[:, 0].tolist()) == [0.2, 0.4]   # image c is not common
+    assert dots[0].get_facecolor()[0][:3].tolist() == list(matplotlib.colors.to_rgb(plots.colour("grad-cam")))
     means = [(l.get_xdata()[0], l.get_ydata()[0]) for l in ax.lines if l.get_marker() == "D"]
-    assert means == [(0.3, 2), (0.8, 1), (0.5, 0)]
+    np.testing.assert_allclose(means, [(0.3, 2), (0.7, 1), (0.5, 0)])
     bars = [seg for c in ax.collections if hasattr(c, "get_segments") for seg in c.get_segments()]
-    assert any(np.allclose(seg, [[0.2, 2], [0.4, 2]]) for seg in bars)  # Grad-CAM's interval
+    for method, y in [("grad-cam", 2), ("score-cam", 1)]:                 # every row has its interval, as the legend says
+        low, high = data.loc[data["method"] == method, ["low", "high"]].iloc[0]
+        assert low < high and any(np.allclose(seg, [[low, y], [high, y]]) for seg in bars)
+    assert "interval" in " ".join(t.get_text() for t in ax.get_legend().get_texts())
+    assert set(data["image"]) == {"a", "b"} and len(data) == 6 and set(data["n"]) == {2}
+    jitter = data.loc[data["method"] == "grad-cam", "jitter"]
+    assert jitter.nunique() == 2                                           # dots at equal values do not coincide
     assert ax.get_xlim() == (0, 1)
+    plt.close(fig)
+
+
+def test_agreement_vs_cost_keeps_every_row_but_draws_the_common_ones():
+    idx = pd.MultiIndex.from_tuples([(m, i) for m in ["lift-cam", "grad-cam", "score-cam"] for i in "abc"][:-2],
+                                    names=["method", "image"])
+    per_image = pd.DataFrame({"cosine": np.linspace(0.1, 0.7, 7), "map pearson": np.linspace(0.2, 0.8, 7)}, index=idx)
+    seconds = {"lift-cam": 0.03, "grad-cam": 0.031, "score-cam": 10.0, "shap-cam": 3.0}
+    fig, data = plots.agreement_vs_cost(per_image, seconds, [("cosine", "cos"), ("map pearson", "r")],
+                                        reference=("SHAP-CAM", 3.0), n_boot=100)
+    assert len(data) == 7 and data["drawn"].sum() == 3 and set(data.loc[data["drawn"], "image"]) == {"a"}
+    assert set(data["seconds per image"]) == {0.03, 0.031, 10.0} and set(data["reference line (s)"]) == {3.0}
+    x = data.groupby("method")["x drawn"].first()
+    assert abs(np.log10(x["grad-cam"] / x["lift-cam"])) >= 0.07 - 1e-12 and x["score-cam"] == 10.0   # no marker hidden
+    ax = fig.axes[0]
+    means = {c.get_label(): c.lines[0].get_color() for c in ax.containers}
+    assert means == {plots.label(m): plots.colour(m) for m in ["lift-cam", "grad-cam", "score-cam"]}
+    assert "n = 1 image " in fig._suptitle.get_text()
+    np.testing.assert_allclose(data.loc[data["method"] == "grad-cam", "cosine mean"], per_image.loc[("grad-cam", "a"), "cosine"])
+    plt.close(fig)
+
+
+def test_convergence_panels_put_the_reference_lines_in_the_data():
+    runs = pd.DataFrame({"nsamples": [64, 64, 256, 256], "seed": [0, 1, 0, 1], "image": "a",
+                         "vs reference": [0.4, 0.5, 0.2, 0.25], "cosine vs reference": [0.9, 0.88, 0.97, 0.96]})
+    spread = pd.DataFrame({"nsamples": [64, 256], "image": "a", "seed-to-seed / sqrt 2": [0.3, 0.15]})
+    cos_to = pd.DataFrame({"lift-cam": [0.8, 0.9], "lrp-cam": [0.79, 0.91]}, index=pd.Index([64, 256], name="nsamples"))
+    fig, data = plots.convergence_panels(runs, spread, {"lift-cam": 0.3, "lrp-cam": 0.6}, cos_to,
+                                         {"lift-cam": 0.95, "lrp-cam": 0.97}, budget=256, reference=1024, title="T")
+    ref = data[data["series"] == "lift-cam vs reference"]
+    assert set(ref["y"]) == {0.3, 0.95} and ref["x"].isna().all()     # both horizontal lines of LIFT-CAM
+    assert data.loc[data["series"] == "budget used (shap_nsamples)", "x"].tolist() == [256]
+    est = data[data["series"] == "estimate"]
+    assert len(est) == 4 and est["nsamples"].notna().all() and data.loc[data["series"] != "estimate", "nsamples"].isna().all()
+    ax, bx = fig.axes[:2]
+    hlines = {(l.get_color(), l.get_ydata()[0]) for l in ax.lines + bx.lines
+              if l.get_linestyle() == "--" and len(set(l.get_ydata())) == 1}
+    assert (plots.colour("lift-cam"), 0.3) in hlines and (plots.colour("lrp-cam"), 0.97) in hlines
+    assert "T" in fig._suptitle.get_text()
     plt.close(fig)

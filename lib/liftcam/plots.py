@@ -1,7 +1,12 @@
-"""Explanation maps drawn over their photographs: one overlay, and the image-by-method grid.
+"""The project's figures: one colour per method, the setting in every title, the numbers behind each.
+
+Every figure function returns ``(fig, data)``: ``data`` is a DataFrame of every value drawn, for
+``report.save_figure(fig, stem, params, data=data)``. Where methods are compared in one figure,
+only the images every method explains are drawn (:func:`common_images`), and the title says n.
 
     >>> rgb = overlay(x[0], e.maps[0])                    # (H, W, 3) in [0, 1]
     >>> fig = map_grid(x, {"Grad-CAM": g.maps, "LIFT-CAM": l.maps}, ["tabby", "espresso"])
+    >>> fig, data = interval_plot(per_image, title=setting_title("efficientnet_lite0", "blocks.6"))
 """
 from __future__ import annotations
 
@@ -9,7 +14,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["LABELS", "COLOURS", "label", "colour", "overlay", "map_grid", "map_summary", "curve_panels", "interval_plot"]
+__all__ = ["LABELS", "COLOURS", "MODEL_LABELS", "label", "colour", "setting", "setting_title", "common_images",
+           "overlay", "map_grid", "map_gallery", "map_summary", "curve_panels", "interval_plot",
+           "agreement_vs_cost", "convergence_panels"]
 
 class _Trait(Mapping):
     """A read-only view ``{method: trait}`` of the registry (:func:`liftcam.core.register`)."""
@@ -48,6 +55,68 @@ def label(method: str) -> str:
     return LABELS.get(method, method)
 
 
+#: the published names of the project's models, for titles
+MODEL_LABELS = {"efficientnet_lite0": "EfficientNet-Lite0", "vgg16": "VGG16", "resnet50": "ResNet50"}
+#: (model, layer) whose activation maps take both signs (no ReLU at the layer): titles say so
+SIGNED_LAYERS = {("efficientnet_lite0", "blocks.6")}
+
+
+def setting(model: str, layer: str, *, signed: bool | None = None) -> str:
+    """The model and layer a figure explains, in words: ``"EfficientNet-Lite0 at blocks.6 (signed maps)"``.
+
+    ``signed`` (default: whether ``(model, layer)`` is in :data:`SIGNED_LAYERS`) adds "(signed maps)".
+    """
+    signed = (model, layer) in SIGNED_LAYERS if signed is None else signed
+    return f"{MODEL_LABELS.get(model, model)} at {layer}" + (" (signed maps)" if signed else "")
+
+
+def setting_title(model: str, layer: str, n: int | None = None, *, noun: str = "images", signed: bool | None = None) -> str:
+    """:func:`setting` and the number of images: ``"EfficientNet-Lite0 at blocks.6 (signed maps), 9 images"``."""
+    n_part = "" if n is None else f", {n} {noun[:-1] if n == 1 and noun.endswith('s') else noun}"
+    return setting(model, layer, signed=signed) + n_part
+
+
+def common_images(values):
+    """The rows every method has a value in: ``(values restricted to them, methods left out)``.
+
+    ``values``: a DataFrame, one row per image and one column per method (NaN: not run on that
+    image). A column with no value at all (a method run on no image) is left out, and named in
+    the second element; the rows kept are those where every remaining column has a value.
+    """
+    present = [c for c in values.columns if values[c].notna().any()]
+    left_out = [c for c in values.columns if c not in present]
+    kept = values[present]
+    return kept[kept.notna().all(axis=1)], left_out
+
+
+def _n(n: int) -> str:
+    return f"n = {n} image" + ("" if n == 1 else "s")
+
+
+def _left_out_note(left_out) -> str:
+    return f"; not run on these images: {', '.join(label(m) for m in left_out)}" if len(left_out) else ""
+
+
+def _dodge(x: dict, *, log: bool = True, near: float = 0.1, step: float = 0.07) -> dict:
+    """Positions that keep markers apart: values within ``near`` (decades if ``log``) of each other
+    are spread ``step`` apart around their mean, in the order given. ``{key: x}`` -> ``{key: drawn x}``."""
+    keys = sorted(x, key=lambda k: x[k])
+    t = {k: np.log10(x[k]) if log else x[k] for k in keys}
+    groups, out = [], {}
+    for k in keys:
+        if groups and t[k] - t[groups[-1][-1]] < near:
+            groups[-1].append(k)
+        else:
+            groups.append([k])
+    for g in groups:
+        g = [k for k in x if k in g]                                   # the caller's order within a group
+        centre = float(np.mean([t[k] for k in g]))
+        for i, k in enumerate(g):
+            v = centre + (i - (len(g) - 1) / 2) * step if len(g) > 1 else t[k]
+            out[k] = 10 ** v if log else v
+    return out
+
+
 def _hwc(image) -> np.ndarray:
     """An image (3, H, W) or (H, W, 3), tensor or array, in [0, 1] -> float64 array (H, W, 3)."""
     a = np.asarray(image.detach().cpu() if hasattr(image, "detach") else image, dtype=np.float64)
@@ -79,18 +148,32 @@ def overlay(image, heat, *, alpha: float = 0.6, dim: float = 0.6, cmap: str = "j
     return np.clip((1 - w) * dim * np.clip(x, 0, 1) + w * colour, 0, 1)
 
 
+CBAR_LABEL = "map value (min-max normalised)"
+
+
+def _colourbar(fig, cmap: str, rect=(0.935, 0.25, 0.01, 0.5)):
+    """One colour bar for the figure's [0, 1] map scale, in its own axes at ``rect``."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    cax = fig.add_axes(list(rect), label="<colorbar>")                  # matplotlib's own name for such axes
+    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap), cax=cax)
+    bar.set_label(CBAR_LABEL, fontsize=8)
+    cax.tick_params(labelsize=7)
+    return bar
+
+
 def map_grid(images, columns: dict, row_labels, *, photo_title: str = "image", size: float = 1.6,
-             cmap: str = "jet", alpha: float = 0.6, dim: float = 0.6):
+             cmap: str = "jet", alpha: float = 0.6, dim: float = 0.6, title: str = "", note: str = ""):
     """The qualitative figure: one row per image, the photograph then one overlay per column.
 
     ``images`` (B, 3, H, W) in [0, 1]; ``columns`` ``{title: maps (n, H, W)}`` in order, where a
     column with n < B maps (or None) shows "not computed" in the rows it lacks; ``row_labels``
-    one string per image (e.g. the explained class). A colour bar gives the map's scale.
+    one string per image (e.g. the explained class). One colour bar gives the maps' [0, 1] scale;
+    ``title`` goes above, ``note`` (what the row labels' numbers are) below.
     Returns the matplotlib Figure.
     """
     import matplotlib.pyplot as plt
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
 
     B = len(images)
     if len(row_labels) != B:
@@ -116,10 +199,38 @@ def map_grid(images, columns: dict, row_labels, *, photo_title: str = "image", s
         ax.set_xticks([]), ax.set_yticks([])
         for spine in ax.spines.values():
             spine.set_visible(False)
-    fig.subplots_adjust(wspace=0.04, hspace=0.04, left=0.03, right=0.92, top=0.92, bottom=0.02)
-    cax = fig.add_axes([0.935, 0.25, 0.01, 0.5])
-    fig.colorbar(ScalarMappable(Normalize(0, 1), cmap), cax=cax).set_label("map value", fontsize=8)
-    cax.tick_params(labelsize=7)
+    top = 1 - 0.35 / (size * B + 0.4)
+    fig.subplots_adjust(wspace=0.04, hspace=0.04, left=0.03, right=0.92, top=top - (0.3 / (size * B + 0.4) if title else 0),
+                        bottom=0.02 + (0.3 / (size * B + 0.4) if note else 0))
+    if title:
+        fig.suptitle(title, fontsize=10, y=0.995)
+    if note:
+        fig.text(0.03, 0.005, note, fontsize=8, color="0.3", va="bottom")
+    _colourbar(fig, cmap)
+    return fig
+
+
+def map_gallery(images, maps, titles, *, cols: int = 5, size: float = 2.4, cmap: str = "jet", alpha: float = 0.6,
+                dim: float = 0.6, title: str = ""):
+    """One method's maps (B, H, W) in [0, 1] over their images (B, 3, H, W), ``cols`` to a row, each
+    with its title, and one colour bar for the [0, 1] scale. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    B = len(images)
+    if len(maps) != B or len(titles) != B:
+        raise ValueError(f"need one map and one title per image: {B} images, {len(maps)} maps, {len(titles)} titles")
+    cols = max(1, min(cols, B))
+    rows = (B + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols + 0.7, (size + 0.45) * rows + 0.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, xi, m, t in zip(axes.flat, images, maps, titles):
+        ax.imshow(overlay(xi, m, alpha=alpha, dim=dim, cmap=cmap)), ax.set_title(t, fontsize=8.5)
+    h = (size + 0.45) * rows + 0.4
+    fig.subplots_adjust(wspace=0.05, hspace=0.25, left=0.01, right=0.91, top=1 - 0.75 / h, bottom=0.01)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    _colourbar(fig, cmap, rect=(0.925, 0.2, 0.012, 0.6))
     return fig
 
 
@@ -145,63 +256,235 @@ def map_summary(maps) -> dict:
             "area_50": (flat >= 0.5).mean(1).tolist(), "centroid_row": cr.tolist(), "centroid_col": cc.tolist()}
 
 
-def curve_panels(curves, panels, labels: dict | None = None, *, x: str = "fraction", by: str = "method",
-                 xlabel: str = "", ylabel: str = "", highlight=(), size: tuple = (4.2, 3.4)):
-    """One panel per column of ``panels`` in a long table ``curves``, one line per ``by`` group.
+def _trapezoid(y, x) -> float:
+    """The area under ``y`` over ``x`` by the trapezoid rule (RISE's AUC on x = 0, 1/n, ..., 1)."""
+    y, x = np.asarray(y, dtype=float), np.asarray(x, dtype=float)
+    return float(np.sum((y[1:] + y[:-1]) * np.diff(x)) / 2)
 
-    ``curves``: a DataFrame with columns ``by``, ``x`` and each name in ``panels`` (e.g. mean
-    deletion and insertion curves per method). ``labels`` maps a group to its legend text
-    (default: :func:`label`); groups in ``highlight`` are drawn thick. Returns the Figure.
+
+def curve_panels(curves, panels, *, x: str = "fraction", by: str = "method", image: str = "image", groups=None,
+                 xlabel: str = "", ylabel: str = "", highlight=(), title: str = "", size: tuple = (4.2, 3.4)):
+    """The mean curve of each method, one panel per column of ``panels``, over the images every method explains.
+
+    ``curves``: a long DataFrame of per-image curves, columns ``by``, ``image``, ``x`` and each name in
+    ``panels`` (e.g. deletion and insertion). Only the images that every group has are averaged
+    (``groups``, default the groups present: a group listed there with no rows is named as left out).
+    The legend gives each group's area under its drawn mean curve in each panel (trapezoid rule);
+    groups in ``highlight`` are drawn thick. Returns ``(fig, data)``: ``data`` holds the drawn mean
+    curves, the areas and n.
     """
     import matplotlib.pyplot as plt
+    import pandas as pd
 
-    labels = labels or {}
-    groups = list(dict.fromkeys(curves[by]))
+    present = list(dict.fromkeys(curves[by]))
+    groups = [g for g in (groups or present)]
+    left_out = [g for g in groups if g not in present]
+    groups = [g for g in groups if g in present]
+    sets = [set(curves.loc[curves[by] == g, image]) for g in groups]
+    common = set.intersection(*sets) if sets else set()
+    kept = curves[curves[image].isin(common) & curves[by].isin(groups)]
+    mean = kept.groupby([by, x], sort=False)[list(panels)].mean().reset_index()
+    mean["n"] = len(common)
+    for col in panels:
+        area = {g: _trapezoid(d[col], d[x]) for g, d in mean.groupby(by, sort=False)}
+        mean[f"{col} AUC"] = mean[by].map(area)
     fig, axes = plt.subplots(1, len(panels), figsize=(size[0] * len(panels), size[1]), squeeze=False)
     for ax, col in zip(axes[0], panels):
         for i, g in enumerate(groups):
-            d = curves[curves[by] == g]
+            d = mean[mean[by] == g]
             thick = g in highlight
-            ax.plot(d[x], d[col], color=colour(g, i), lw=2.4 if thick else 1.2,
-                    zorder=3 if thick else 2, label=labels.get(g, label(g)))
+            aucs = " / ".join(f"{v:.3f}" for v in d[[f"{c} AUC" for c in panels]].iloc[0]) if len(d) else ""
+            ax.plot(d[x], d[col], color=colour(g, i), lw=2.4 if thick else 1.2, zorder=3 if thick else 2,
+                    label=f"{label(g)} ({aucs})")
         ax.set_title(col), ax.set_xlabel(xlabel), ax.set_ylabel(ylabel)
         ax.set_xlim(0, 1), ax.set_ylim(bottom=0), ax.grid(alpha=0.3)
-    axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False,
+                       title="method (mean AUC: " + " / ".join(panels) + ")", title_fontsize=8)
+    head = f"{title}: " if title else ""
+    fig.suptitle(f"{head}mean over the {_n(len(common))} every method explains{_left_out_note(left_out)}",
+                 fontsize=9.5)
     fig.tight_layout()
-    return fig
+    return fig, pd.DataFrame(mean)
 
 
-def interval_plot(values, summary, *, labels: dict | None = None, xlabel: str = "", reference=None,
-                  reference_label: str = "reference", highlight=(), xlim=None, size: tuple = (6.0, 0.42)):
-    """Per-image values as dots and each row's mean with its interval, one row per method.
+def interval_plot(values, *, reference=None, reference_label: str = "reference", n_boot: int = 1000, seed: int = 0,
+                  ci: float = 0.95, xlabel: str = "", highlight=(), xlim=None, title: str = "", size: tuple = (6.4, 0.42)):
+    """Per-image values as dots and each method's mean with its bootstrap interval, one row per method,
+    over the images every method has a value for (:func:`common_images`).
 
-    ``values``: a DataFrame, one column per method (rows: images; NaN = none). ``summary``:
-    ``{method: {"mean", "low", "high", "n"}}`` (:func:`liftcam.metrics.summarize`). An optional
-    ``reference`` Series (per image, same rows) is drawn the same way in grey at the bottom.
-    ``xlim``: the x range (e.g. (0, 1) for a share). Returns the Figure.
+    ``values``: a DataFrame, one column per method (rows: images; NaN = none). An optional
+    ``reference`` Series (per image, same rows) is drawn the same way in grey at the bottom. The
+    means and ``ci`` intervals are :func:`liftcam.metrics.summarize` of the drawn values (``n_boot``,
+    ``seed``). ``xlim``: the x range (e.g. (0, 1) for a share). Returns ``(fig, data)``: ``data``
+    one row per drawn dot, with its row's mean, low, high and n.
     """
     import matplotlib.pyplot as plt
+    import pandas as pd
+    from matplotlib.lines import Line2D
 
-    labels = labels or {}
-    cols = list(values.columns)
+    from .metrics import summarize
+
+    kept, left_out = common_images(values)
+    cols = list(kept.columns)
     rows = cols + (["__reference__"] if reference is not None else [])
-    fig, ax = plt.subplots(figsize=(size[0], 0.8 + size[1] * len(rows)))
+    fig, ax = plt.subplots(figsize=(size[0], 1.2 + size[1] * len(rows)))
     rng = np.random.default_rng(0)                                        # jitter only, fixed
+    records = []
     for i, c in enumerate(rows):
         y = len(rows) - 1 - i
         ref = c == "__reference__"
-        v = np.asarray(reference if ref else values[c], dtype=float)
-        v = v[~np.isnan(v)]
-        c_ = "0.55" if ref else colour(c, i)
-        ax.scatter(v, y + rng.uniform(-0.15, 0.15, len(v)), s=14, color=c_, alpha=0.45, lw=0, zorder=2)
-        sm = {"mean": float(np.mean(v)) if len(v) else np.nan, "low": np.nan, "high": np.nan} if ref else summary[c]
-        ax.errorbar(sm["mean"], y, xerr=[[sm["mean"] - sm["low"]], [sm["high"] - sm["mean"]]] if not ref else None,
-                    fmt="D", color="0.3" if ref else c_, ms=7 if c in highlight else 5, capsize=4,
-                    lw=2.2 if c in highlight else 1.4, zorder=3)
-    names = [reference_label if c == "__reference__" else f"{labels.get(c, label(c))} (n={summary[c]['n']})" for c in rows]
-    ax.set_yticks(range(len(rows))[::-1], names)
+        v = pd.Series(reference, index=values.index).loc[kept.index] if ref else kept[c]
+        sm = summarize(v.to_numpy(dtype=float), n_boot=n_boot, ci=ci, seed=seed)
+        c_ = "0.45" if ref else colour(c, i)
+        jitter = rng.uniform(-0.18, 0.18, len(v))
+        ax.scatter(v, y + jitter, s=14, color=c_, alpha=0.5, lw=0, zorder=2)
+        thick = c in highlight
+        ax.errorbar(sm["mean"], y, xerr=[[sm["mean"] - sm["low"]], [sm["high"] - sm["mean"]]], fmt="D", color=c_,
+                    ms=7 if thick else 5, capsize=4, lw=2.2 if thick else 1.4, zorder=3)
+        name = reference_label if ref else c
+        records += [{"method": name, "image": img, "value": float(val), "row": y, "jitter": float(j),
+                     "mean": sm["mean"], "low": sm["low"], "high": sm["high"], "n": sm["n"]}
+                    for img, val, j in zip(v.index, v.to_numpy(dtype=float), jitter)]
+    ax.set_yticks(range(len(rows))[::-1], [reference_label if c == "__reference__" else label(c) for c in rows])
     ax.set_xlabel(xlabel), ax.grid(axis="x", alpha=0.3), ax.set_ylim(-0.6, len(rows) - 0.4)
     if xlim is not None:
         ax.set_xlim(*xlim)
+    key = [Line2D([], [], ls="", marker="o", ms=4, color="0.5", alpha=0.6, label="one image"),
+           Line2D([], [], ls="-", marker="D", ms=5, color="0.3", label=f"mean, {ci:.0%} bootstrap interval")]
+    ax.legend(handles=key, loc="upper center", bbox_to_anchor=(0.5, -0.1 - 0.25 / len(rows)), ncol=2, fontsize=8,
+              frameon=False)
+    head = f"{title}\n" if title else ""
+    ax.set_title(f"{head}{_n(len(kept))} every method explains{_left_out_note(left_out)}", fontsize=9)
     fig.tight_layout()
-    return fig
+    return fig, pd.DataFrame(records)
+
+
+MARKERS = "o*sDv^PX<>hp"
+
+
+def agreement_vs_cost(per_image, seconds: dict, panels, *, reference=None, n_boot: int = 1000, seed: int = 0,
+                      ci: float = 0.95, xlabel: str = "seconds per image", highlight=("lift-cam",), title: str = ""):
+    """Each method's agreement (y) against its cost (x, log): its mean with a bootstrap interval and its
+    images as dots, one panel per ``(column, axis label)`` in ``panels``.
+
+    ``per_image``: a DataFrame indexed by ``(method, image)`` with the ``panels`` columns; ``seconds``:
+    ``{method: seconds per image}``; ``reference``: an optional ``(text, seconds)`` drawn as a vertical
+    line (e.g. SHAP-CAM's own cost). Only the images every method explains are drawn. Methods whose
+    times lie within 0.1 decade of each other are spread sideways so that no marker hides another;
+    the true time stays in ``data``. Returns ``(fig, data)``: every per-image row (``drawn`` marks
+    the images in the figure), with the drawn x, and each method's means and intervals.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    from .metrics import summarize
+
+    methods = list(dict.fromkeys(per_image.index.get_level_values(0)))
+    first = panels[0][0]
+    wide = per_image[first].unstack(0).reindex(columns=methods)
+    kept, left_out = common_images(wide)
+    methods = list(kept.columns)
+    common = list(kept.index)
+    x = _dodge({m: seconds[m] for m in methods})
+    data = per_image.reset_index()
+    data["seconds per image"] = data["method"].map(seconds)
+    data["drawn"] = data["method"].isin(methods) & data["image"].isin(common)
+    data["x drawn"] = data["method"].map(x)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8), squeeze=False)
+    rng = np.random.default_rng(0)
+    for ax, (k, name) in zip(axes[0], panels):
+        for j, m in enumerate(methods):
+            d = data[(data["method"] == m) & data["drawn"]]
+            sm = summarize(d[k].to_numpy(dtype=float), n_boot=n_boot, ci=ci, seed=seed)
+            for s_, v in sm.items():
+                if s_ in ("mean", "low", "high"):
+                    data.loc[data["method"] == m, f"{k} {s_}"] = v
+            c, mk, big = colour(m, j), MARKERS[j % len(MARKERS)], m in highlight
+            ax.scatter(x[m] * 10 ** rng.uniform(-0.012, 0.012, len(d)), d[k], s=10, color=c, alpha=0.35, lw=0)
+            ax.errorbar(x[m], sm["mean"], yerr=[[sm["mean"] - sm["low"]], [sm["high"] - sm["mean"]]], fmt=mk, color=c,
+                        ms=9 if big else 7, capsize=3, zorder=3, label=label(m), mec="white" if big else c, mew=0.6)
+        if reference is not None:
+            ax.axvline(reference[1], color=colour("shap-cam"), ls=":", lw=1)
+            ax.annotate(reference[0], (reference[1], 0.02), xycoords=("data", "axes fraction"), textcoords="offset points",
+                        xytext=(-4, 0), ha="right", fontsize=8)
+        ax.set_xscale("log"), ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        ax.set_xlabel(xlabel), ax.set_ylabel(name), ax.grid(alpha=0.3, which="both")
+    data["n drawn"] = len(common)
+    if reference is not None:
+        data["reference line (s)"] = reference[1]
+    handles, labels_ = axes[0, 0].get_legend_handles_labels()
+    handles += [Line2D([], [], ls="", marker="o", ms=4, color="0.5", alpha=0.5),
+                Line2D([], [], ls="-", marker="|", ms=8, color="0.3")]
+    labels_ += ["one image", f"{ci:.0%} bootstrap interval of the mean"]
+    fig.legend(handles, labels_, loc="upper center", bbox_to_anchor=(0.5, 0.02), ncol=5, fontsize=9, frameon=False)
+    head = f"{title}\n" if title else ""
+    fig.suptitle(f"{head}{_n(len(common))} every method explains{_left_out_note(left_out)}; methods with "
+                 "near-equal times are spread sideways (true times in the .data.csv)", fontsize=10)
+    fig.tight_layout()
+    return fig, data
+
+
+def convergence_panels(runs, spread, approx_error: dict, cos_to, cos_ref: dict, *, budget: int, reference: int,
+                       title: str = ""):
+    """KernelSHAP's error against its budget (left) and the approximations' cosine with it (right).
+
+    ``runs``: one row per estimate (``nsamples``, ``seed``, ``image``, ``vs reference``, ``cosine vs
+    reference``); ``spread``: the seed-to-seed distance / sqrt 2 per ``nsamples`` and ``image``
+    (may be empty); ``approx_error``: ``{method: median relative error vs the reference}`` (a
+    horizontal line each); ``cos_to``: a DataFrame indexed by ``nsamples``, one column per method
+    (its cosine with the estimate at that budget); ``cos_ref``: ``{method: cosine with the reference}``
+    (horizontal lines); ``budget``: the budget used (vertical line). Methods are keys of the registry.
+    Returns ``(fig, data)``: every estimate (one row each, with its seed-to-seed spread) and, below,
+    every other drawn value (``series``, ``x``, ``y``; ``x`` empty for a horizontal line).
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    shap = colour("shap-cam")
+    est = runs.merge(spread, on=["nsamples", "image"], how="left") if len(spread) else runs.assign(
+        **{"seed-to-seed / sqrt 2": np.nan})
+    curve = est.groupby("nsamples")[["vs reference", "seed-to-seed / sqrt 2"]].median()
+    n_img = est["image"].nunique()
+    lines = []                                                          # (panel, series, x, y)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 5.6))
+    seeds = sorted(est["seed"].unique())
+    off = {sd: 2 ** ((i - (len(seeds) - 1) / 2) * 0.04) for i, sd in enumerate(seeds)}   # dodge the seeds' dots
+    ax.scatter(est["nsamples"] * est["seed"].map(off), est["vs reference"], s=14, color=shap, alpha=0.4, lw=0,
+               label="one estimate (image, seed) vs reference")
+    ax.plot(curve.index, curve["vs reference"], "o-", color=shap, label="median vs reference")
+    lines += [("error", "median vs reference", n, v) for n, v in curve["vs reference"].items()]
+    if curve["seed-to-seed / sqrt 2"].notna().any():
+        ax.plot(curve.index, curve["seed-to-seed / sqrt 2"], "s--", color=shap, alpha=0.6,
+                label="median seed-to-seed / $\\sqrt{2}$ (no reference)")
+        lines += [("error", "median seed-to-seed / sqrt 2", n, v) for n, v in curve["seed-to-seed / sqrt 2"].items()]
+    n0, e0 = curve.index[0], curve["vs reference"].iloc[0]
+    guide = e0 * np.sqrt(n0 / curve.index.to_numpy(dtype=float))
+    ax.plot(curve.index, guide, ":", color="0.5", label="$\\propto 1/\\sqrt{n}$ through the first median")
+    lines += [("error", "1/sqrt(n) guide", n, v) for n, v in zip(curve.index, guide)]
+    for m, v in approx_error.items():
+        ax.axhline(v, color=colour(m), ls="--", lw=1.2, label=f"{label(m)} vs reference (median)")
+        lines.append(("error", f"{m} vs reference", np.nan, v))
+    for a in (ax, bx):
+        a.axvline(budget, color="0.2", lw=1.2, label=f"budget used: shap_nsamples = {budget}" if a is ax else None)
+    lines.append(("both", "budget used (shap_nsamples)", budget, np.nan))
+    ax.set_xscale("log", base=2), ax.set_yscale("log")
+    ax.set_xlabel("head evaluations per image (nsamples)"), ax.set_ylabel("relative L2 error")
+    ax.set_title(f"KernelSHAP error; reference: nsamples = {reference}", fontsize=10)
+    ax.grid(alpha=0.3, which="both"), ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    methods = list(cos_to.columns)
+    for j, m in enumerate(methods):
+        xs = cos_to.index.to_numpy(dtype=float) * 2 ** ((j - (len(methods) - 1) / 2) * 0.04)   # dodged markers
+        bx.plot(xs, cos_to[m], "o-", color=colour(m), label=f"{label(m)} vs SHAP-CAM at nsamples (mean)")
+        bx.axhline(cos_ref[m], color=colour(m), ls="--", lw=1.2, label=f"{label(m)} vs reference (mean)")
+        lines += [("cosine", f"{m} vs SHAP-CAM(nsamples)", n, v) for n, v in cos_to[m].items()]
+        lines.append(("cosine", f"{m} vs reference", np.nan, cos_ref[m]))
+    bx.set_xscale("log", base=2), bx.set_xlabel("head evaluations per image (nsamples)")
+    bx.set_ylabel("cosine similarity of coefficients")
+    bx.set_title("approximations: cosine with SHAP-CAM(nsamples) and with the reference", fontsize=10)
+    bx.grid(alpha=0.3), bx.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    head = f"{title}: " if title else ""
+    fig.suptitle(f"{head}KernelSHAP convergence on {n_img} image{'s' if n_img != 1 else ''}, "
+                 f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} per budget", fontsize=10.5)
+    fig.tight_layout()
+    drawn = pd.DataFrame(lines, columns=["panel", "series", "x", "y"])
+    return fig, pd.concat([est.assign(series="estimate"), drawn], ignore_index=True)

@@ -1,0 +1,662 @@
+"""The reproduction report: each claim of the paper, its evidence in the figures' tables, and a verdict.
+
+Reads what notebooks 01-06 wrote (``figures/*.csv`` and the ``.json`` provenance beside each) and
+``data/paper_claims.yaml``; writes ``REPORT.md`` and the verdict table. Nothing here computes a
+method or a metric on images: every number comes from those files (the paired bootstrap of claim 2
+re-reads notebook 03's per-image values), so the same files give the same report.
+
+    >>> claims = read_claims("data/paper_claims.yaml")
+    >>> settings = read_settings({"demo": "figures"})            # one setting per figures folder
+    >>> table = verdicts(claims, settings)                       # claim x setting -> verdict
+    >>> text = write_report(claims, settings, "REPORT.md")
+
+Verdict rules (:data:`RULES`, printed in the report): a claim is a set of paired comparisons
+(claimed method against each other method, on each metric). A comparison is *for* the claim when
+its 95% bootstrap interval lies above the margin, *against* when below minus the margin, else
+*undecided*; it gives no decision below ``MIN_N`` images. The claim *holds* when every comparison
+is for it, is *contradicted* when any is against it, is *not resolved* otherwise, and is *not run*
+when none of its tables exists.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from . import metrics
+from .models import MODELS
+from .plots import label
+
+__all__ = ["MIN_N", "TIME_FACTOR", "RULES", "VERDICTS", "TABLES", "Setting", "read_claims", "read_setting",
+           "read_settings", "decide", "claim_kind", "ground_truth_error", "comparisons", "claim_verdict",
+           "verdicts", "verdict_table", "write_report"]
+
+#: below this many images a comparison decides nothing, whatever its interval
+MIN_N = 10
+#: a time ordering is decided when one method is at least this many times faster (one timed run, no interval)
+TIME_FACTOR = 2
+VERDICTS = ("holds", "contradicted", "not resolved", "not run", "not reproduced offline")
+RULES = [
+    "Each quantitative claim is a set of paired comparisons: the claimed method against each method it is "
+    "compared with, on each metric, over the images both explain (the tables of notebooks 03, 05 and 06; "
+    "advantage > 0 means the claimed method is better, whatever the metric's direction).",
+    "A comparison is **for** the claim when its {ci:g}% bootstrap interval lies above 0, **against** when it lies "
+    "below 0, **undecided** when it contains 0; with fewer than {min_n} images it gives no decision (**n < {min_n}**).",
+    "Agreement with SHAP-CAM (claim 2) is measured against a KernelSHAP estimate: the interval must clear the "
+    "ground truth's own error, 1 - (median cosine of the estimate at the budget used with the convergence "
+    "study's high-budget reference), not just 0; a gap inside that error is **within ground-truth error**. "
+    "The ground truth's rank error was not measured: Spearman gaps are held to the same margin.",
+    "Times (claim 2) are one measurement per method in one run, without an interval: an ordering is decided "
+    "when one method takes at least {factor} times the other's seconds per image. The bound 'about the cost of "
+    "Grad-CAM' states no factor (paper_value and factor are null): its ratio is shown, and it enters no verdict.",
+    "A claim **holds** when every comparison is for it; it is **contradicted** when any comparison is against "
+    "it; otherwise it is **not resolved** (the reasons in brackets); it is **not run** when none of its tables "
+    "exists in the setting's figures folder. A qualitative claim (claim 5) is not resolved by a number; a claim "
+    "that cannot be tested offline (claim 6) is **not reproduced offline**.",
+]
+
+#: the tables a setting's verdicts read: key -> file in its figures folder (provenance: the .json beside it)
+TABLES = {
+    "faithfulness_claims": "faithfulness_claims.csv",
+    "pointing_game_claims": "pointing_game_claims.csv",
+    "approximation_quality": "approximation_quality.csv",
+    "approximation_per_image": "approximation_vs_time.data.csv",
+    "shap_convergence": "shap_convergence.data.csv",
+    "shap_ground_truth": "shap_ground_truth.csv",
+    "toy_agreement": "toy_agreement.csv",
+}
+#: which tables and figures each kind of claim stands on (links of the report, in this order)
+EVIDENCE = {
+    "faithfulness": ["faithfulness_claims.md", "faithfulness.md", "faithfulness_curves.png"],
+    "approximation": ["approximation_quality.md", "approximation_vs_time.png", "shap_ground_truth.md",
+                      "shap_convergence.png", "toy_agreement.md", "toy_agreement_scatter.png"],
+    "pointing": ["pointing_game_claims.md", "pointing_game.md", "pointing_game.png"],
+    "qualitative": ["qualitative_maps.png"],
+    "offline": [],
+}
+FAITHFULNESS = {"AD", "IC", "ADD", "deletion", "insertion"}
+AGREEMENT = {"cosine", "spearman"}
+TIME = "seconds per image"
+#: the budgets of a run, read from the provenance of the tables (parameter -> what it sets)
+BUDGETS = {
+    "eval_images": "images evaluated (null: every image of the set)",
+    "shap_nsamples": "KernelSHAP head evaluations per image of the SHAP-CAM ground truth",
+    "convergence_reference": "KernelSHAP evaluations of the convergence study's reference",
+    "convergence_nsamples": "budgets of the convergence study",
+    "convergence_images": "images of the convergence study",
+    "score_cam_images": "images Score-CAM runs on (null: every image)",
+    "pixels_per_step": "deletion / insertion pixels per step",
+    "n_boot": "bootstrap resamples of the intervals",
+    "timing_images": "images per timed call (seconds per image)",
+    "timing_repeats": "timed calls per method",
+}
+#: the level of every bootstrap interval in the tables (liftcam.metrics.compare's default, which the notebooks use)
+CI = inspect.signature(metrics.compare).parameters["ci"].default
+DECISIONS = ("for", "against", "undecided", "within ground-truth error", "ground-truth error unknown", "not run")
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+def read_claims(path) -> list[dict]:
+    """The claims of ``data/paper_claims.yaml`` (a list of dicts, in file order)."""
+    doc = yaml.safe_load(Path(path).read_text())
+    return list(doc["claims"])
+
+
+@dataclass
+class Setting:
+    """One setting's evidence: its tables (None where a file is missing) and their provenance."""
+
+    name: str
+    folder: Path
+    tables: dict = field(default_factory=dict)        # key of TABLES -> DataFrame or None
+    provenance: dict = field(default_factory=dict)    # key of TABLES -> dict or None
+
+    def parameter(self, name: str, default=None):
+        """A run parameter from the first table's provenance that records it."""
+        for p in self.provenance.values():
+            if p and name in p.get("parameters", {}):
+                return p["parameters"][name]
+        return default
+
+    @property
+    def model(self) -> str | None:
+        """The model of the run (provenance)."""
+        return self.parameter("model")
+
+    @property
+    def layer(self) -> str | None:
+        """The layer of the run; a null layer is the model's default (``liftcam.models.MODELS``)."""
+        layer = self.parameter("layer")
+        if layer is None and self.model in MODELS:
+            return MODELS[self.model].layer
+        return layer
+
+    def _distinct(self, key: str) -> list:
+        return sorted({p[key] for p in self.provenance.values() if p and p.get(key)})
+
+    @property
+    def commits(self) -> list[str]:
+        """The git commits recorded by the tables read (usually one)."""
+        return self._distinct("commit")
+
+    @property
+    def dates(self) -> list[str]:
+        """The creation times recorded by the tables read, sorted."""
+        return self._distinct("created")
+
+    def budgets(self) -> dict:
+        """Parameter -> {json value: [tables recording it]}, for the parameters of :data:`BUDGETS`."""
+        out = {}
+        for name in BUDGETS:
+            seen = {}
+            for key, p in self.provenance.items():
+                if p and name in p.get("parameters", {}):
+                    seen.setdefault(json.dumps(p["parameters"][name]), []).append(Path(TABLES[key]).name)
+            if seen:
+                out[name] = seen
+        return out
+
+    def link(self, file: str, start) -> str | None:
+        """Relative path from folder ``start`` to ``file`` of this setting, None when it does not exist."""
+        path = self.folder / file
+        return Path(os.path.relpath(path, start)).as_posix() if path.is_file() else None
+
+
+def _read_csv(path: Path) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
+    df = pd.read_csv(path)
+    return df.drop(columns=[c for c in df.columns if str(c).startswith("Unnamed")])
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def read_setting(folder, name: str | None = None) -> list[Setting]:
+    """The settings of one figures folder: one, or one per value of a ``setting`` column in its tables."""
+    folder = Path(folder)
+    name = name or folder.name
+    tables, prov = {}, {}
+    for key, file in TABLES.items():
+        tables[key] = _read_csv(folder / file)
+        prov[key] = _read_json(folder / (file.split(".")[0] + ".json"))
+    values = sorted({str(v) for df in tables.values() if df is not None and "setting" in df
+                     for v in df["setting"].dropna().unique()})
+    if not values:
+        return [Setting(name, folder, tables, prov)]
+
+    def part(df, v):
+        if df is None or "setting" not in df:
+            return df
+        return df[df["setting"].astype(str) == v].drop(columns="setting").reset_index(drop=True)
+
+    return [Setting(f"{name}: {v}", folder, {k: part(df, v) for k, df in tables.items()}, prov) for v in values]
+
+
+def read_settings(folders: dict) -> list[Setting]:
+    """Settings from ``{name: figures folder}``, in the order given (each may split by a ``setting`` column)."""
+    return [s for name, folder in folders.items() for s in read_setting(folder, name)]
+
+
+# --------------------------------------------------------------------------------------------
+# Deciding
+
+def decide(low: float, high: float, n, *, margin: float | None = 0.0, min_n: int = MIN_N) -> str:
+    """The decision of one paired comparison from its interval of the advantage and its n (see RULES).
+
+        >>> decide(0.1, 0.3, 20), decide(-0.3, -0.1, 20), decide(-0.1, 0.3, 20), decide(0.1, 0.3, 9)
+        ('for', 'against', 'undecided', 'n < 10')
+    """
+    if n is None or (isinstance(n, float) and math.isnan(n)) or low is None or math.isnan(low):
+        return "not run"
+    if n < min_n:
+        return f"n < {min_n}"
+    if margin is None:                                   # the ground truth's error is unknown: nothing is decided
+        return "ground-truth error unknown"
+    if low > margin:
+        return "for"
+    if high < -margin:
+        return "against"
+    return "within ground-truth error" if (low > 0 or high < 0) else "undecided"
+
+
+def _side(low, high, margin=0.0, n=None) -> str | None:
+    """Where an interval lies, regardless of MIN_N: above / below the margin, within it (but off 0), across 0."""
+    if low is None or math.isnan(low):
+        return None
+    if n is not None and n < 2:                            # one image: an interval of zero width shows nothing
+        return "across"
+    margin = margin or 0.0
+    if low > margin:
+        return "above"
+    if high < -margin:
+        return "below"
+    return "within" if (low > 0 or high < 0) else "across"
+
+
+def claim_kind(claim: dict) -> str:
+    """What evidence a claim needs: faithfulness, approximation, pointing, qualitative or offline."""
+    names = {m["name"] for m in claim["metrics"]}
+    if not claim["reproducible_offline"]:
+        return "offline"
+    if not names:
+        return "qualitative"
+    if names <= FAITHFULNESS:
+        return "faithfulness"
+    if names == {"pointing"}:
+        return "pointing"
+    if names <= AGREEMENT | {TIME}:
+        return "approximation"
+    raise ValueError(f"{claim['id']}: no rule reads the metrics {sorted(names)}")
+
+
+def ground_truth_error(setting: Setting) -> dict | None:
+    """The SHAP-CAM ground truth's own error at the budget used, from notebook 02's convergence study.
+
+    Returns ``nsamples``, ``reference`` (the study's reference budget), ``cosine`` (median cosine of the
+    estimates with the reference), ``relative`` (median relative L2 error against the reference),
+    ``seed_to_seed`` (median seed-to-seed distance / sqrt 2, when recorded), ``n`` (estimates) and
+    ``margin`` = 1 - cosine; None when the study is missing or did not include that budget.
+    """
+    runs = setting.tables.get("shap_convergence")
+    nsamples = setting.parameter("shap_nsamples")
+    if runs is None or nsamples is None:
+        return None
+    at = runs[runs["nsamples"] == nsamples]
+    if at.empty:
+        return None
+    cos = float(at["cosine vs reference"].median())
+    prov = setting.provenance.get("shap_convergence") or {}
+    seed = at["seed-to-seed / sqrt 2"].median() if "seed-to-seed / sqrt 2" in at else float("nan")
+    return {"nsamples": nsamples, "reference": prov.get("parameters", {}).get("convergence_reference"),
+            "cosine": cos, "relative": float(at["vs reference"].median()), "seed_to_seed": float(seed),
+            "n": len(at), "margin": 1.0 - cos}
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    if isinstance(v, (int, np.integer)) or (isinstance(v, float) and v.is_integer() and abs(v) >= 1):
+        return str(int(v))
+    return format(float(v), f".{digits}f")
+
+
+def _interval(mean, low, high, n) -> str:
+    return f"{_fmt(mean)} [{_fmt(low)}, {_fmt(high)}], n = {_fmt(n)}"
+
+
+def _row(versus, metric, mean, low, high, n, decision, side, reproduced=None) -> dict:
+    return {"versus": versus, "metric": metric, "mean": mean, "low": low, "high": high, "n": n,
+            "reproduced": reproduced if reproduced is not None else (
+                "not run" if decision == "not run" else _interval(mean, low, high, n)),
+            "side": side, "decision": decision}
+
+
+def _paired_rows(claim, table, method_col, versus_col, metric_of) -> list[dict]:
+    """Comparisons read from a saved paired table (faithfulness_claims.csv, pointing_game_claims.csv)."""
+    rows = []
+    for other in claim["versus"]:
+        for m in claim["metrics"]:
+            hit = None
+            if table is not None:
+                sel = (table[method_col] == label(claim["method"])) & (table[versus_col] == label(other))
+                if metric_of is not None:
+                    sel &= table[metric_of] == m["name"]
+                hit = table[sel]
+            if hit is None or hit.empty:
+                rows.append(_row(label(other), m["name"], *[float("nan")] * 4, "not run", None))
+                continue
+            r = hit.iloc[0]
+            low, high, n = float(r["low"]), float(r["high"]), int(r["n"])
+            rows.append(_row(label(other), m["name"], float(r["mean"]), low, high, n, decide(low, high, n),
+                             _side(low, high, n=n)))
+    return rows
+
+
+def _approximation_rows(claim, setting: Setting, *, n_boot: int, seed: int) -> list[dict]:
+    per_image, quality = setting.tables.get("approximation_per_image"), setting.tables.get("approximation_quality")
+    gt = ground_truth_error(setting)
+    margin = gt["margin"] if gt else None
+    rows = []
+    for m in claim["metrics"]:
+        if m["name"] in AGREEMENT:
+            for other in claim["versus"]:
+                a = b = None
+                if per_image is not None:
+                    a = per_image[per_image["method"] == claim["method"]].set_index("image")[m["name"]]
+                    b = per_image[per_image["method"] == other].set_index("image")[m["name"]]
+                if a is None or a.empty or b.empty:
+                    rows.append(_row(label(other), m["name"], *[float("nan")] * 4, "not run", None))
+                    continue
+                a, b = a.align(b, join="inner")
+                c = metrics.compare(a.to_numpy(), b.to_numpy(), higher_is_better=m["better"] == "higher",
+                                    n_boot=n_boot, seed=seed)
+                rows.append(_row(label(other), m["name"], c["mean"], c["low"], c["high"], c["n"],
+                                 decide(c["low"], c["high"], c["n"], margin=margin), _side(c["low"], c["high"], margin, c["n"])))
+        elif m["name"] == TIME:
+            t = None if quality is None else quality.set_index("method")[TIME]
+            mine = None if t is None else t.get(label(claim["method"]))
+            for other in m.get("versus", claim["versus"]):
+                theirs = None if t is None else t.get(label(other))
+                if mine is None or theirs is None or math.isnan(mine) or math.isnan(theirs):
+                    rows.append(_row(label(other), TIME, *[float("nan")] * 4, "not run", None))
+                    continue
+                lower = m["better"] == "lower"
+                ratio = theirs / mine if lower else mine / theirs
+                decision = "for" if ratio >= TIME_FACTOR else "against" if ratio <= 1 / TIME_FACTOR else "undecided"
+                rows.append(_row(label(other), TIME, mine, float("nan"), float("nan"), float("nan"), decision,
+                                 {"for": "above", "against": "below"}.get(decision, "across"),
+                                 f"{_fmt(mine)} s vs {_fmt(theirs)} s"))
+    bound = claim.get("bound")
+    if bound and quality is not None:                     # reported, never decided: no factor is stated
+        t = quality.set_index("method")[bound["name"]]
+        mine, ref = t.get(label(claim["method"])), t.get(label(bound["relative_to"]))
+        if mine is not None and ref is not None:
+            factor = bound.get("factor")
+            decision = ("no factor stated" if factor is None else
+                        "for" if mine <= factor * ref else "against")
+            rows.append(_row(f"{label(bound['relative_to'])} (bound)", bound["name"], mine, float("nan"), float("nan"),
+                             float("nan"), decision, None, f"{_fmt(mine)} s vs {_fmt(ref)} s"))
+    return rows
+
+
+def comparisons(claim: dict, setting: Setting, *, n_boot: int = 1000, seed: int | None = None) -> pd.DataFrame:
+    """The paired comparisons of one claim in one setting, each with its decision (see RULES).
+
+    Columns: versus, metric, mean, low, high, n, reproduced (as printed), side (of the interval:
+    above / below / across the margin, regardless of n) and decision. ``n_boot`` and ``seed`` are
+    those of the paired bootstrap of claim 2 (the other claims read saved intervals); ``seed``
+    defaults to the run's seed from the provenance.
+    """
+    kind = claim_kind(claim)
+    columns = ["versus", "metric", "mean", "low", "high", "n", "reproduced", "side", "decision"]
+    if kind == "faithfulness":
+        rows = _paired_rows(claim, setting.tables.get("faithfulness_claims"), "method", "baseline", "metric")
+    elif kind == "pointing":
+        rows = _paired_rows(claim, setting.tables.get("pointing_game_claims"), "method", "versus", None)
+    elif kind == "approximation":
+        seed = setting.parameter("seed", 0) if seed is None else seed
+        rows = _approximation_rows(claim, setting, n_boot=n_boot, seed=seed)
+    else:
+        rows = []
+    return pd.DataFrame(rows, columns=columns)
+
+
+def claim_verdict(claim: dict, table: pd.DataFrame, *, evidence_exists: bool = True) -> tuple[str, str]:
+    """(verdict, reason) of one claim in one setting from its comparisons (see RULES)."""
+    kind = claim_kind(claim)
+    if kind == "offline":
+        return "not reproduced offline", claim["reason"]
+    if kind == "qualitative":
+        return ("not resolved", "qualitative: judged by eye on the figure") if evidence_exists else \
+            ("not run", "the figure is missing")
+    counted = table[table["decision"].isin(DECISIONS) | table["decision"].str.startswith("n < ")]
+    if counted.empty or (counted["decision"] == "not run").all():
+        return "not run", "none of its tables is in the figures folder"
+    d = counted["decision"]
+    if (d == "against").any():
+        return "contradicted", f"{(d == 'against').sum()} of {len(d)} comparisons against"
+    if (d == "for").all():
+        return "holds", f"all {len(d)} comparisons for"
+    reasons = []
+    for what, text in [("n < ", f"n < {MIN_N}"), ("within", "within ground-truth error"),
+                       ("ground-truth error unknown", "ground-truth error unknown"),
+                       ("undecided", "intervals contain 0"), ("not run", "{} not run")]:
+        k = int(d.str.startswith(what).sum())
+        if k:
+            reasons.append(text.format(k) if "{}" in text else text)
+    if "within ground-truth error" not in reasons and (counted["side"] == "within").any():
+        reasons.append("within ground-truth error")       # also true of gaps that n < MIN_N left undecided
+    return "not resolved", "; ".join(reasons)
+
+
+def _summary(table: pd.DataFrame) -> str:
+    """What the comparisons show, before the rules: interval sides and the range of n."""
+    done = table[table["side"].notna()]
+    if done.empty:
+        return "not run"
+    side = done["side"].value_counts()
+    n = done["n"].dropna()
+    text = f"{side.get('above', 0)} for, {side.get('below', 0)} against, {side.get('across', 0)} undecided"
+    if side.get("within", 0):
+        text += f", {side['within']} within ground-truth error"
+    text += f" of {len(done)}"
+    missing = len(table[table["decision"] == "not run"])
+    if missing:
+        text += f" ({missing} not run)"
+    if len(n):
+        text += f"; n = {_fmt(n.min())}" + (f" to {_fmt(n.max())}" if n.max() != n.min() else "")
+    return text
+
+
+def _display(verdict: str, reason: str) -> str:
+    if verdict == "not resolved" and reason:
+        return f"not resolved ({reason.split(';')[0]})"
+    return verdict
+
+
+def verdicts(claims: list[dict], settings: list[Setting], *, n_boot: int = 1000) -> pd.DataFrame:
+    """One row per claim x setting: expected, paper value, what was reproduced, n, verdict, provenance."""
+    rows = []
+    for claim in claims:
+        kind = claim_kind(claim)
+        for s in settings:
+            table = comparisons(claim, s, n_boot=n_boot)
+            figure = s.folder / EVIDENCE["qualitative"][0]
+            verdict, reason = claim_verdict(claim, table, evidence_exists=figure.is_file())
+            reproduced = _summary(table) if len(table) else (
+                "figure regenerated" if kind == "qualitative" and figure.is_file() else "not run"
+                if kind == "qualitative" else "—")
+            if kind == "approximation":
+                q = s.tables.get("approximation_quality")
+                row = None if q is None else q.set_index("method").reindex([label(claim["method"])]).iloc[0]
+                if row is not None and not math.isnan(row["cosine"]):
+                    cos = _interval(row["cosine"], row["cosine low"], row["cosine high"], row["images"])
+                    reproduced = f"cosine with SHAP-CAM {cos}; {reproduced}"
+            n = table["n"].dropna()
+            rows.append({
+                "claim": claim["id"], "setting": s.name, "profile": s.parameter("profile"), "model": s.model,
+                "layer": s.layer, "metric": ", ".join(m["name"] for m in claim["metrics"]) or "—",
+                "expected": claim["expected"], "paper value": "null" if claim["paper_value"] is None else claim["paper_value"],
+                "reproduced": reproduced, "n": int(n.min()) if len(n) else None,
+                "verdict": verdict, "shown as": _display(verdict, reason), "reason": reason,
+                "commit": ", ".join(s.commits) or None, "date": (s.dates[-1] if s.dates else None)})
+    df = pd.DataFrame(rows).set_index(["claim", "setting"])
+    df["n"] = df["n"].astype("Int64")
+    return df
+
+
+def verdict_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The verdicts as claims x settings (settings become columns), for the report."""
+    cells = table.apply(lambda r: f"**{r['shown as']}**: {r['reproduced']}", axis=1).unstack("setting")
+    settings = list(dict.fromkeys(table.index.get_level_values("setting")))
+    first = table.groupby(level="claim", sort=False).first()
+    out = first[["metric", "expected", "paper value"]].join(cells[settings])
+    return out.loc[list(dict.fromkeys(table.index.get_level_values("claim")))]
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+
+def _md(df: pd.DataFrame) -> str:
+    cols = [str(c) for c in df.columns]
+    esc = lambda v: str(v).replace("|", "\\|").replace("\n", " ")
+    lines = ["| " + " | ".join(esc(c) for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def _links(setting: Setting, files, start) -> str:
+    found = [(f, setting.link(f, start)) for f in files]
+    text = ", ".join(f"[{f}]({p})" for f, p in found if p)
+    missing = [f for f, p in found if not p]
+    if missing:
+        text += ("; " if text else "") + "missing: " + ", ".join(f"`{f}`" for f in missing)
+    return text
+
+
+def _settle(claim: dict) -> str:
+    if claim.get("settle"):
+        return claim["settle"].strip()
+    if not claim["reproducible_offline"]:
+        return claim["reason"]
+    return ("the paper's setting: `make reproduce PROFILE=vgg16 IMAGENET=/path/to/ILSVRC2012/val` and "
+            "`PROFILE=resnet50` (params/vgg16.yaml, params/resnet50.yaml), with n well above "
+            f"{MIN_N} images per comparison.")
+
+
+def _claim_section(claim: dict, settings: list[Setting], table: pd.DataFrame, start, *, n_boot: int) -> list[str]:
+    kind = claim_kind(claim)
+    number = claim["id"].removeprefix("claim")
+    out = [f"## Claim {number}: {claim['text']}", "",
+           f"- Where in the paper: {claim['where']}.",
+           f"- Expected: {claim['expected']}; paper value: "
+           f"{'null (not available to this project)' if claim['paper_value'] is None else claim['paper_value']}.",
+           "- Verdict: " + "; ".join(f"{s.name}: **{table.loc[(claim['id'], s.name), 'shown as']}**"
+                                      for s in settings) + ".", ""]
+    if kind == "offline":
+        out += [f"Not reproduced offline: {claim['reason']}.", "", f"What would settle it: {_settle(claim)}", ""]
+        return out
+    out += ["Evidence:", ""]
+    for s in settings:
+        out.append(f"- {s.name}: {_links(s, EVIDENCE[kind], start)}")
+    out.append("")
+    comps = {s.name: comparisons(claim, s, n_boot=n_boot) for s in settings}
+    if any(len(c) for c in comps.values()):
+        key = ["versus", "metric"]
+        merged = None
+        for name, c in comps.items():
+            cell = c["reproduced"].where(c["decision"] == "not run", c["reproduced"] + " → " + c["decision"])
+            c = c.assign(cell=cell)[key + ["cell"]].rename(columns={"cell": name})
+            merged = c if merged is None else merged.merge(c, on=key, how="outer", sort=False)
+        merged = merged.fillna("not run").rename(columns={"versus": f"{label(claim['method'])} versus"})
+        what = (f"advantage of the claimed method (positive = better), {100 * CI:g}% paired bootstrap interval, n images"
+                if kind != "approximation" else
+                f"advantage in agreement with SHAP-CAM (paired bootstrap over images, {n_boot} resamples) "
+                "or seconds per image")
+        out += [f"Comparisons ({what}) → decision:", "", _md(merged)]
+    caveats = []
+    for s in settings:
+        n = table.loc[(claim["id"], s.name), "n"]
+        text = (f"{s.name}: {s.model} at {s.layer} on `{s.parameter('images')}` images" if s.model else
+                f"{s.name}: model and layer not recorded (no table of notebooks 02-06 found)")
+        text += f", n = {n} at the fewest" if not pd.isna(n) else ""
+        if kind == "approximation":
+            gt = ground_truth_error(s)
+            if gt:
+                text += (f"; the ground truth (KernelSHAP, nsamples = {_fmt(gt['nsamples'])}) has a median cosine of "
+                         f"{_fmt(gt['cosine'])} with the reference (nsamples = {_fmt(gt['reference'])}) and a "
+                         f"median relative error of {_fmt(gt['relative'])} ({gt['n']} estimates); gaps in cosine "
+                         f"smaller than {_fmt(gt['margin'])} are within its error")
+            else:
+                text += "; the ground truth's own error is unknown (no convergence study at this budget)"
+            toy = s.tables.get("toy_agreement")
+            if toy is not None:
+                t = toy.set_index("method")
+                picks = [m for m in [claim["method"], *claim["versus"]] if label(m) in t.index]
+                text += ("; on the toy digits CNN, against exact Shapley values: " + ", ".join(
+                    f"{label(m)} cosine {_fmt(t.loc[label(m), 'cosine (mean)'])} {t.loc[label(m), 'cosine 95% CI']}"
+                    for m in picks))
+        caveats.append(text)
+    out += ["Caveats: " + "; ".join(caveats) + ".", ""]
+    if claim.get("models"):
+        out += [f"The claim is about {', '.join(claim['models'])}; the settings above are "
+                f"{', '.join(sorted({str(s.model) for s in settings}))}.", ""]
+    out += [f"What would settle it: {_settle(claim)}", ""]
+    return out
+
+
+def _deviations(settings: list[Setting], paper_params: dict | None) -> list[str]:
+    paper_models = [m for m in ("vgg16", "resnet50") if m in MODELS]
+    out = ["## Deviations from the paper", "", "### Model and data", ""]
+    for s in settings:
+        out.append(f"- {s.name}: `{s.model}` split at `{s.layer}`, images `{s.parameter('images')}` "
+                   f"(profile `{s.parameter('profile')}`).")
+    out.append("- The paper: " + ", ".join(f"`{m}` at `{MODELS[m].layer}`" for m in paper_models)
+               + ", on ILSVRC-2012 validation images (not available offline: see docs/paper.md, section 5).")
+    if any(s.model == "efficientnet_lite0" and s.layer == "blocks.6" for s in settings):
+        out.append("- EfficientNet-Lite0's `blocks.6` ends in a linear projection (no ReLU): its maps are signed, "
+                   "unlike those of VGG16's and ResNet50's layers, and a CAM weighs them with signed coefficients.")
+    out += ["", "### DeepLIFT", "",
+            "LIFT-CAM's DeepLIFT (Rescale rule, zero reference) runs on the head's `torch.fx` graph "
+            "(`liftcam.methods.propagation`), not with captum's `DeepLift`. captum applies the rule through module "
+            "hooks to the non-linearities it recognises: others (ReLU6, SiLU, Hardswish, functional calls) fall back "
+            "to the plain gradient, and a module used twice in one forward pass is refused or mis-attributed; the "
+            "first breaks DeepLIFT's completeness (the coefficients no longer add up to F(A) - F(0)) without an error. "
+            "On the graph every operation gets its rule, and completeness is tested (tests/test_methods.py).", "",
+            "### Preprocessing", ""]
+    for m in dict.fromkeys([s.model for s in settings if s.model in MODELS] + paper_models):
+        out.append(f"- `{m}`: `{MODELS[m].preprocess!r}`.")
+    out += ["", "The authors' code resizes VGG16's and ResNet50's inputs straight to the model's input size, without "
+            "a crop, as the `vgg16` and `resnet50` entries above do; EfficientNet-Lite0 keeps its own preprocessing "
+            "(shorter side resized, centre crop).",
+            "", "### Budgets", "",
+            "Read from the provenance (.json) of the tables each setting's verdicts read"
+            + (" and, for comparison, from the paper profile's parameters file." if paper_params else ".")]
+    rows = []
+    for name, what in BUDGETS.items():
+        row = {"parameter": f"`{name}`", "what": what}
+        any_value = False
+        for s in settings:
+            seen = s.budgets().get(name)
+            any_value |= bool(seen)
+            row[s.name] = "—" if not seen else "; ".join(
+                v if len(seen) == 1 else f"{v} ({', '.join(files)})" for v, files in seen.items())
+        if paper_params is not None:
+            row[f"paper profile ({paper_params['__file__']})"] = (json.dumps(paper_params[name])
+                                                                 if name in paper_params else "—")
+        if any_value:
+            rows.append(row)
+    out += ["", _md(pd.DataFrame(rows)) if rows else "No provenance found.", ""]
+    return out
+
+
+def write_report(claims: list[dict], settings: list[Setting], path, *, claims_file="data/paper_claims.yaml",
+                 paper_profile=None, n_boot: int = 1000, table: pd.DataFrame | None = None) -> str:
+    """REPORT.md: settings, the verdict table, the rules, one section per claim, the deviations.
+
+    Links are relative to the report's folder. Nothing in it depends on the time of writing: the same
+    input files give the same text. ``paper_profile``: a params/*.yaml whose budgets are shown beside
+    the settings' (None: not shown). Returns the text (also written to ``path``).
+    """
+    path = Path(path)
+    start = path.parent
+    table = verdicts(claims, settings, n_boot=n_boot) if table is None else table
+    paper_params = None
+    if paper_profile is not None and Path(paper_profile).is_file():
+        paper_params = {**yaml.safe_load(Path(paper_profile).read_text()), "__file__": Path(paper_profile).as_posix()}
+    lines = ["# Reproduction report: Towards Better Explanations of Class Activation Mapping (LIFT-CAM)", "",
+             "Jung & Oh, ICCV 2021 (arXiv 2102.05228). Written by `notebooks/08_write_reproduction_report.ipynb` "
+             f"from the tables in each setting's figures folder and `{Path(claims_file).as_posix()}`; every number "
+             "below is read from those files (do not edit by hand). The paper's own numbers are not available to "
+             "this project (`paper_value: null`): the claims are tested as orderings with bootstrap intervals.", "",
+             "## Settings", ""]
+    rel = lambda folder: Path(os.path.relpath(folder, start)).as_posix() + "/"
+    srows = [{"setting": s.name, "profile": s.parameter("profile") or "—", "model": s.model or "—",
+              "layer": s.layer or "—", "images": s.parameter("images") or "—",
+              "figures": f"[{rel(s.folder)}]({rel(s.folder)})",
+              "commit": ", ".join(f"`{c}`" for c in s.commits) or "—",
+              "date": (s.dates[0] if len(s.dates) == 1 else f"{s.dates[0]} to {s.dates[-1]}") if s.dates else "—"}
+             for s in settings]
+    lines += [_md(pd.DataFrame(srows)), "The commit and dates are those recorded in the tables' provenance (.json).",
+              "", "## Verdicts", "", _md(verdict_table(table).reset_index().rename(columns={"claim": "claim"})),
+              "Each setting's cell: verdict, then what the comparisons show before the rules (interval sides, n). "
+              "Also in `reproduction_verdicts.csv`.", "", "How a verdict is decided:", ""]
+    lines += [f"{i}. {r.format(min_n=MIN_N, factor=TIME_FACTOR, ci=100 * CI)}" for i, r in enumerate(RULES, 1)] + [""]
+    for claim in claims:
+        lines += _claim_section(claim, settings, table, start, n_boot=n_boot)
+    lines += _deviations(settings, paper_params)
+    text = "\n".join(lines).rstrip() + "\n"
+    from .cache import atomic_write
+    atomic_write(path, text)
+    return text
