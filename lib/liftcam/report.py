@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -112,19 +113,35 @@ def save_figure(fig, stem, params: dict | None = None, *, data=None, formats=("p
 
 
 def tidy_executed(path) -> Path:
-    """Drop what changes from run to run but says nothing about the result from an executed notebook:
-    papermill's start/end times and durations, and the kernel's execution timestamps. Rewritten atomically.
+    """Drop what changes from run to run but says nothing about the result from an executed notebook.
 
-    The outputs are kept whole, so timings that a notebook prints (its cost tables) still differ
-    between runs; nothing else should.
+    - papermill's start/end times and durations, and the kernel's execution timestamps;
+    - progress bars (stderr text redrawn with carriage returns: their rates and counts depend on the
+      machine and on what the caches already held);
+    - this checkout's absolute path in warnings (paths are shown relative to the repository).
+
+    Rewritten atomically. Everything else is kept, so timings that a notebook prints (its cost
+    tables) still differ between runs; nothing else should.
     """
     path = Path(path)
     nb = json.loads(path.read_text(encoding="utf-8"))
     volatile = ("start_time", "end_time", "duration")
+    root = str(REPO) + os.sep
     for meta in [nb.get("metadata", {}), *(c.get("metadata", {}) for c in nb.get("cells", []))]:
         pm = meta.get("papermill")
         if isinstance(pm, dict):
             for k in volatile:
                 pm.pop(k, None)
         meta.pop("execution", None)
+    for cell in nb.get("cells", []):
+        kept = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                text = "".join(out.get("text", []))
+                if out.get("name") == "stderr" and (text.startswith("\r") or text.strip() == ""):
+                    continue                                  # a progress bar's redraw
+                out["text"] = text.replace(root, "")
+            kept.append(out)
+        if "outputs" in cell:
+            cell["outputs"] = kept
     return atomic_write(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
