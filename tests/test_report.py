@@ -34,7 +34,7 @@ def test_tidy_executed_drops_run_times_and_keeps_outputs(tmp_path):
     from liftcam import report
 
     nb = {"metadata": {"papermill": {"start_time": "t0", "end_time": "t1", "duration": 3.0, "parameters": {"a": 1}}},
-          "cells": [{"cell_type": "code", "source": "1",
+          "cells": [{"cell_type": "code", "source": "1", "id": "f3a9c2d1",
                      "outputs": [{"text": "1"}, {"output_type": "stream", "name": "stderr", "text": ["\rbar: 50%"]},
                                  {"output_type": "stream", "name": "stderr",
                                   "text": [str(report.REPO / "x.py") + ":1: Warning: w\n"]}],
@@ -44,6 +44,6 @@ def test_tidy_executed_drops_run_times_and_keeps_outputs(tmp_path):
     path.write_text(json.dumps(nb))
     out = json.loads(report.tidy_executed(path).read_text())
     assert out["metadata"]["papermill"] == {"parameters": {"a": 1}}
-    assert out["cells"][0]["metadata"] == {"papermill": {"status": "completed"}}
+    assert out["cells"][0]["metadata"] == {"papermill": {"status": "completed"}} and out["cells"][0]["id"] == "cell-0"
     assert out["cells"][0]["outputs"] == [{"text": "1"}, {"output_type": "stream", "name": "stderr",
                                                           "text": "x.py:1: Warning: w\n"}]

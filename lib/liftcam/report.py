@@ -118,7 +118,8 @@ def tidy_executed(path) -> Path:
     - papermill's start/end times and durations, and the kernel's execution timestamps;
     - progress bars (stderr text redrawn with carriage returns: their rates and counts depend on the
       machine and on what the caches already held);
-    - this checkout's absolute path in warnings (paths are shown relative to the repository).
+    - this checkout's absolute path in warnings (paths are shown relative to the repository);
+    - the random cell ids that nbformat gives cells without one (numbered in order instead).
 
     Rewritten atomically. Everything else is kept, so timings that a notebook prints (its cost
     tables) still differ between runs; nothing else should.
@@ -133,7 +134,9 @@ def tidy_executed(path) -> Path:
             for k in volatile:
                 pm.pop(k, None)
         meta.pop("execution", None)
-    for cell in nb.get("cells", []):
+    for i, cell in enumerate(nb.get("cells", [])):
+        if "id" in cell:
+            cell["id"] = f"cell-{i}"
         kept = []
         for out in cell.get("outputs", []):
             if out.get("output_type") == "stream":
