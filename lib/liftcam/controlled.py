@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -41,9 +40,10 @@ from PIL import Image
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .data import ImageSet, load_image
+from . import cache
+from .cache import atomic_write
+from .data import ImageSet, _package_file, load_image
 from .models import ImageTransform, SplitModel, split
-from .report import atomic_write
 
 __all__ = ["CLASSES", "BACKGROUNDS", "SHAPES", "LAYERS", "ObjectSpec", "Scenes", "Config", "generate", "render",
            "shape_mask", "backgrounds", "heldout", "vgg_net", "resnet_net", "net", "train", "load",
@@ -128,12 +128,7 @@ def _blob_mask(rng: np.random.Generator, side: int) -> np.ndarray:
 @functools.lru_cache(maxsize=None)
 def _background(name: str) -> np.ndarray:
     """One background picture as float32 RGB (h, w, 3) in [0, 1], shorter side _BACKGROUND_SIDE."""
-    spec = importlib.util.find_spec("skimage")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("scikit-image is not installed, so its bundled background pictures are "
-                                "unavailable; install it (pip install -e . does)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / _BACKGROUND_FILES.get(name, f"{name}.png")
-    im = load_image(path)
+    im = load_image(_package_file("skimage", "data/" + _BACKGROUND_FILES.get(name, f"{name}.png")))
     s = _BACKGROUND_SIDE / min(im.size)
     im = im.resize((max(_BACKGROUND_SIDE, round(im.size[0] * s)), max(_BACKGROUND_SIDE, round(im.size[1] * s))),
                    Image.BILINEAR)
@@ -441,10 +436,7 @@ def train(shape: str, K: int = 16, config: Config = Config(), *, progress: bool 
 def cache_folder(path: str | os.PathLike | None = None) -> Path:
     """Where :func:`load` keeps weights: ``path``, else ``$LIFTCAM_CACHE/controlled``, else
     ``<repo>/data/cache/controlled`` (git-ignored)."""
-    if path is not None:
-        return Path(path)
-    root = os.environ.get("LIFTCAM_CACHE")
-    return (Path(root) if root else Path(__file__).resolve().parents[2] / "data" / "cache") / "controlled"
+    return Path(path) if path is not None else cache.folder("controlled")
 
 
 def cache_key(shape: str, K: int, config: Config = Config()) -> str:
