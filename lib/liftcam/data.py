@@ -14,11 +14,17 @@ original image, x = column, y = row, end-exclusive.
 an ILSVRC-2012 validation folder (flat ``ILSVRC2012_val_*.JPEG`` files or one sub-folder per
 WordNet id) is labelled from ``LOC_val_solution.csv`` or a folder of per-image bbox XML files;
 :func:`check_paper_inputs` checks up front that a paper run has its weights and images.
+
+:func:`views` makes more evaluation images offline: exact flips, crops and placements on a real
+texture of each photograph, with the boxes mapped exactly; ``image_set(..., views=n)`` uses them, and
+``ImageSet.sources`` records each image's source photograph, the unit of a cluster bootstrap
+(the views of one photograph are not independent images).
 """
 from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import importlib.util
 import json
 import math
@@ -39,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Sample", "ImageSet", "ImageReadError", "load_image", "samples", "sample_names", "image_set",
            "ANNOTATIONS", "WNIDS", "IMAGENET_CSV", "imagenet_wnids", "imagenet_annotations",
-           "check_paper_inputs", "PaperInputsError"]
+           "check_paper_inputs", "PaperInputsError", "views", "TEXTURES"]
 
 #: The shipped annotation file: ``<repository>/data/samples.json``.
 ANNOTATIONS = Path(__file__).resolve().parents[2] / "data" / "samples.json"
@@ -175,20 +181,34 @@ def samples(names: str | Iterable[str] | None = None, *, annotations=None) -> li
 
 @dataclass
 class ImageSet:
-    """Evaluation images ready for a model: pixels in [0, 1] and boxes in the same pixels."""
+    """Evaluation images ready for a model: pixels in [0, 1] and boxes in the same pixels.
+
+    ``sources`` names each image's source photograph (the views of :func:`views` share their
+    photograph's name): resample these, not images, in a bootstrap. None (the default) means
+    each image is its own source (``sources == names``). It is keyword-only, so that subclasses
+    such as :class:`liftcam.controlled.Scenes` can add fields without defaults.
+    """
 
     images: "torch.Tensor"          # (B, 3, H, W) in [0, 1]
     names: list[str]
     labels: list[int | None]
     accept: list[list[int]]
     boxes: list[list[Box]]          # per image, (x1, y1, x2, y2) in pixels of ``images``
+    sources: list[str] | None = field(default=None, kw_only=True)   # per image, its source photograph
+
+    def __post_init__(self):
+        if self.sources is None:
+            self.sources = list(self.names)
+        elif len(self.sources) != len(self.names):
+            raise ValueError(f"ImageSet: {len(self.sources)} sources for {len(self.names)} images; give one "
+                             "source name per image, or None (each image its own source)")
 
     def __len__(self):
         return len(self.names)
 
 
 def image_set(model, images: str = "samples", *, limit: int | None = None, sample: int | None = None,
-              seed: int = 0, annotations=None, require_labels: bool = False) -> ImageSet:
+              seed: int = 0, annotations=None, require_labels: bool = False, views: int | None = None) -> ImageSet:
     """The profile's evaluation images for ``model`` (a SplitModel: its ``preprocess`` is used).
 
     ``images``:
@@ -209,6 +229,13 @@ def image_set(model, images: str = "samples", *, limit: int | None = None, sampl
     Choosing images: ``sample=n`` draws n images at random (``numpy.random.default_rng(seed)``,
     without replacement, kept in file order): the same n for the same folder and seed. ``limit=n``
     then keeps the first n. Both must be positive; a ``sample`` larger than the set is an error.
+
+    ``views=n`` replaces each photograph (or folder image) by its n views (:func:`views`, with
+    ``seed``), in round-robin order: the n photographs themselves first, then their mirror
+    images, then crops and placements; ``sample`` and ``limit`` then choose among the views, so
+    ``limit=k`` spans as many photographs as it can. Only the photographs that a chosen view comes
+    from are read. ``ImageSet.sources`` names each image's photograph (``sources == names``
+    without views): a bootstrap over images must resample sources, as views are not independent.
 
     Boxes are ``(x1, y1, x2, y2)``, x = column, y = row, in pixels of the original image, read as
     pixel edges, i.e. end-exclusive: a box covers columns ``x1 .. x2 - 1``. ILSVRC's XML and CSV
@@ -233,34 +260,47 @@ def image_set(model, images: str = "samples", *, limit: int | None = None, sampl
     import torch
 
     limit, sample = _count(limit, "limit"), _count(sample, "sample")
+    n_views = _views_count(views, "views")
     if isinstance(images, str) and images == "imagenet":
         images = _imagenet_from_env()
     if isinstance(images, str) and images == "samples":
-        records = [(s.name, s.image, s.label, s.accept, s.boxes) for s in samples()]
-        records = [records[i] for i in _choose(len(records), sample, seed, "the bundled photographs")][:limit]
+        every = [(s.name, s.image, s.label, s.accept, s.boxes) for s in samples()]
+        count, read, where = len(every), every.__getitem__, "the bundled photographs"
     else:
         folder = _image_folder(images)
         entries = _folder_images(folder)
         source = _annotation_source(folder, annotations)
-        keep = _choose(len(entries), sample, seed, repr(str(folder)))[:limit]
-        records = []
-        for name, path, wnid in (entries[i] for i in keep):
+        count, where = len(entries), repr(str(folder))
+
+        def read(i):
+            name, path, wnid = entries[i]
             label, accept, boxes, size = _label_of(name, path, wnid, source, require_labels)
             image = load_image(path)
             if size is not None and tuple(size) != image.size:
                 raise ValueError(f"image {name!r} is {image.size[0]} x {image.size[1]} pixels but its annotation "
                                  f"({source.describe()}) gives {size[0]} x {size[1]}: the boxes belong to the original "
                                  "image; use the original ILSVRC validation files, not resized copies")
-            records.append((name, image, label, accept, boxes))
+            return name, image, label, accept, boxes
+    if n_views is None:
+        records = [(*r, r[0]) for r in (read(i) for i in _choose(count, sample, seed, where)[:limit])]
+    else:   # view k is view k // count of image k % count (round robin); make the views of chosen images only
+        textures = _textures(None)
+        made: dict[int, list[tuple]] = {}
+        records = []
+        for k in _choose(count * n_views, sample, seed, f"views={n_views} of {where} ({count} x {n_views})")[:limit]:
+            i = k % count
+            if i not in made:
+                made[i] = _views_of(read(i), n_views, seed, textures)
+            records.append(made[i][k // count])
     if not records:  # pragma: no cover - _choose never returns an empty selection
         raise ValueError("no image selected")
-    records = [(n, im, lab, acc, _checked_boxes(n, b, im.size)) for n, im, lab, acc, b in records]
+    records = [(n, im, lab, acc, _checked_boxes(n, b, im.size), src) for n, im, lab, acc, b, src in records]
     tensors = [model.preprocess(r[1]) for r in records]
     _check_equal_sizes([r[0] for r in records], tensors, model.preprocess)
     x = torch.stack(tensors)
     mapper = getattr(model.preprocess, "map_boxes", None)
     boxes, cut = [], []
-    for name, image, *_, own in records:
+    for name, image, _, _, own, _ in records:
         mapped = []
         for b in own if mapper else []:
             m = mapper([b], image.size)   # one box at a time: map_boxes drops a box it cannot place
@@ -273,7 +313,169 @@ def image_set(model, images: str = "samples", *, limit: int | None = None, sampl
         warnings.warn(f"{len(cut)} box(es) lie wholly outside the preprocessed image ({model.preprocess!r}, e.g. cut "
                       f"off by the centre crop) and were dropped: {'; '.join(cut[:10])}{' ...' if len(cut) > 10 else ''}. "
                       "An image left without boxes is not counted by the pointing game", UserWarning, stacklevel=2)
-    return ImageSet(x, [r[0] for r in records], [r[2] for r in records], [r[3] for r in records], boxes)
+    return ImageSet(x, [r[0] for r in records], [r[2] for r in records], [r[3] for r in records], boxes,
+                    sources=[r[5] for r in records])
+
+
+# --------------------------------------------------------------------------------------------
+# Views: more evaluation images from the same photographs, boxes mapped exactly
+
+#: The texture photographs behind the placements of :func:`views`: scikit-image's grayscale brick,
+#: grass and gravel pictures (512 x 512), read from the installed package's files.
+TEXTURES = (("skimage", "data/brick.png"), ("skimage", "data/grass.png"), ("skimage", "data/gravel.png"))
+
+
+def views(records, n_views: int, *, seed: int = 0, backgrounds=None) -> list[tuple]:
+    """``n_views`` views of each ``(name, image, label, accept, boxes)`` record, round robin.
+
+    Returns ``(name, image, label, accept, boxes, source)`` records: view 0 of every record, then
+    view 1 of every record, ..., so that the first k of them span as many photographs as they can.
+    ``source`` is the record's name, ``label`` and ``accept`` are the record's own. Per photograph:
+
+    - view 0, ``name``: the photograph itself;
+    - view 1, ``name~flip1``: its mirror image;
+    - even views, ``name~crop2``, ``~crop4`` ...: a window of 60-90 % of each side at a random
+      place, drawn again (up to 50 times) until every box keeps at least half of its area, else
+      the centred 90 % window, else the whole image; boxes are clipped to the window;
+    - odd views from 3, ``name~place3`` ...: the photograph scaled by 0.5-0.8 and pasted at a
+      random place on a background of its own size, a random crop of a texture photograph
+      (:data:`TEXTURES`, scaled up where the photograph is larger); boxes scaled and shifted
+      (float coordinates).
+
+    Crops and placements are mirrored with probability 1/2 (boxes too: ``x -> W - x``). No pixel
+    is resampled except the scaled photograph of a placement, so a box's pixels stay exactly the
+    object's pixels. ``boxes`` are ``(x1, y1, x2, y2)`` pixels, end-exclusive; they are validated
+    and clipped as in :func:`image_set`. The random draws of a photograph come from
+    ``numpy.random.default_rng`` seeded by ``seed`` and the photograph's name: a view does not
+    depend on the other records, and the views for ``n_views=k`` are the first k for any larger
+    ``n_views``. ``backgrounds`` replaces :data:`TEXTURES` by PIL images or image files.
+
+        >>> recs = [(s.name, s.image, s.label, s.accept, s.boxes) for s in samples()]
+        >>> [v[0] for v in views(recs, 3)][8:11]
+        ['grace_hopper', 'chelsea~flip1', 'coffee~flip1']
+    """
+    n_views = _views_count(n_views, "n_views")
+    if n_views is None:
+        raise ValueError("n_views=None: give a positive whole number of views per photograph (1 = the photographs "
+                         "themselves, 2 adds their mirror images, 3 and more add crops and placements)")
+    records = list(records)
+    per_source, seen = [], set()
+    textures = _textures(backgrounds)
+    for r in records:
+        if not isinstance(r, (tuple, list)) or len(r) != 5:
+            raise ValueError(f"views: each record must be (name, image, label, accept, boxes), got {r!r:.100}")
+        if r[0] in seen:
+            raise ValueError(f"views: two records are named {r[0]!r}; names must be unique, as they name the "
+                             "views and their source photograph")
+        seen.add(r[0])
+        per_source.append(_views_of(r, n_views, seed, textures))
+    return [made[v] for v in range(n_views) for made in per_source]
+
+
+def _views_count(value, what: str) -> int | None:
+    """A positive number of views or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{what}={value!r}: must be a positive whole number of views per photograph (1 = the "
+                         "photographs themselves, 2 adds their mirror images, 3 and more add crops and placements), "
+                         "or None for no views")
+    return int(value)
+
+
+@functools.lru_cache(maxsize=None)
+def _texture(package: str, relpath: str) -> Image.Image:
+    return load_image(_package_file(package, relpath))
+
+
+def _textures(backgrounds) -> list[Image.Image]:
+    """The background pictures: :data:`TEXTURES`, or ``backgrounds`` (PIL images or image files), as RGB."""
+    if backgrounds is None:
+        return [_texture(*t) for t in TEXTURES]
+    if isinstance(backgrounds, (str, os.PathLike, Image.Image)):
+        backgrounds = [backgrounds]
+    out = [_to_rgb(b) if isinstance(b, Image.Image) else load_image(b) for b in backgrounds]
+    if not out:
+        raise ValueError("backgrounds=[]: give at least one background image (a PIL image or an image file), "
+                         "or None for scikit-image's textures")
+    return out
+
+
+def _views_of(record, n_views: int, seed: int, textures) -> list[tuple]:
+    """The ``n_views`` views of one ``(name, image, label, accept, boxes)`` record (see :func:`views`)."""
+    name, image, label, accept, boxes = record
+    if not isinstance(image, Image.Image):
+        raise ValueError(f"views: the image of {name!r} must be a PIL image, got {type(image).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed={seed!r}: must be a whole number >= 0 (it seeds numpy.random.default_rng)")
+    image = _to_rgb(image)
+    boxes = [tuple(float(c) for c in b) for b in _checked_boxes(name, boxes, image.size)]
+    key = int.from_bytes(hashlib.sha256(str(name).encode("utf-8")).digest()[:8], "little")
+    rng = np.random.default_rng([int(seed), key])   # per photograph: independent of the other records
+    out = [(name, image, boxes)]
+    for i in range(1, n_views):
+        if i == 1:
+            kind, view, vboxes, flip = "flip", image, boxes, True
+        elif i % 2 == 0:
+            kind, (view, vboxes) = "crop", _crop(image, boxes, rng)
+            flip = bool(rng.random() < 0.5)
+        else:
+            kind, (view, vboxes) = "place", _place(image, boxes, rng, textures)
+            flip = bool(rng.random() < 0.5)
+        if flip:
+            W = view.size[0]
+            view, vboxes = ImageOps.mirror(view), [(W - x2, y1, W - x1, y2) for x1, y1, x2, y2 in vboxes]
+        out.append((f"{name}~{kind}{i}", view, vboxes))
+    return [(n, im, label, list(accept), [_tidy(b) for b in bs], name) for n, im, bs in out]
+
+
+def _tidy(box) -> tuple:
+    """Whole-number coordinates as ints (as read), others as floats."""
+    return tuple(int(c) if float(c).is_integer() else float(c) for c in box)
+
+
+def _crop(image: Image.Image, boxes: list[tuple], rng) -> tuple[Image.Image, list[tuple]]:
+    """A random window keeping at least half of every box (see :func:`views`), and the boxes in it."""
+    W, H = image.size
+
+    def keeps_half(x0, y0, w, h):
+        return all((min(x2, x0 + w) - max(x1, x0)) * (min(y2, y0 + h) - max(y1, y0)) >= 0.5 * (x2 - x1) * (y2 - y1)
+                   and min(x2, x0 + w) > max(x1, x0) and min(y2, y0 + h) > max(y1, y0)
+                   for x1, y1, x2, y2 in boxes)
+
+    for _ in range(50):
+        w, h = max(1, round(W * rng.uniform(0.6, 0.9))), max(1, round(H * rng.uniform(0.6, 0.9)))
+        x0, y0 = int(rng.integers(0, W - w + 1)), int(rng.integers(0, H - h + 1))
+        if keeps_half(x0, y0, w, h):
+            break
+    else:
+        w, h = max(1, round(W * 0.9)), max(1, round(H * 0.9))
+        x0, y0 = (W - w) // 2, (H - h) // 2
+        if not keeps_half(x0, y0, w, h):
+            x0, y0, w, h = 0, 0, W, H
+    moved = [(max(x1, x0) - x0, max(y1, y0) - y0, min(x2, x0 + w) - x0, min(y2, y0 + h) - y0)
+             for x1, y1, x2, y2 in boxes]
+    return image.crop((x0, y0, x0 + w, y0 + h)), moved
+
+
+def _place(image: Image.Image, boxes: list[tuple], rng, textures) -> tuple[Image.Image, list[tuple]]:
+    """The photograph scaled by 0.5-0.8 on a texture of its own size, at a random place, and its boxes there."""
+    W, H = image.size
+    f = rng.uniform(0.5, 0.8)
+    w, h = max(1, round(W * f)), max(1, round(H * f))
+    x0, y0 = int(rng.integers(0, W - w + 1)), int(rng.integers(0, H - h + 1))
+    texture = textures[int(rng.integers(len(textures)))]
+    up = max(1.0, W / texture.size[0], H / texture.size[1])
+    if up > 1:
+        texture = texture.resize((max(W, math.ceil(texture.size[0] * up)), max(H, math.ceil(texture.size[1] * up))),
+                                 Image.Resampling.BICUBIC)
+    tx, ty = int(rng.integers(0, texture.size[0] - W + 1)), int(rng.integers(0, texture.size[1] - H + 1))
+    canvas = texture.crop((tx, ty, tx + W, ty + H))
+    canvas.paste(image.resize((w, h), Image.Resampling.LANCZOS), (x0, y0))
+    sx, sy = w / W, h / H   # the resize maps pixel edges linearly: edge x goes to x * sx
+    placed = [(x1 * sx + x0, y1 * sy + y0, min(x2 * sx + x0, float(x0 + w)), min(y2 * sy + y0, float(y0 + h)))
+              for x1, y1, x2, y2 in boxes]
+    return canvas, placed
 
 
 # --------------------------------------------------------------------------------------------
