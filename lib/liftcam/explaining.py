@@ -5,7 +5,7 @@ method, options, target) holding the coefficients alpha (K,). The map is rebuilt
 the same ReLU, upsampling and min-max as :func:`liftcam.explain` (:func:`~liftcam.core.cam_maps`
 on the activations of a fresh forward pass), so a cached explanation equals a fresh one, and a
 file is a few kilobytes. :func:`explain_all` runs a list of methods that way, SHAP-CAM (the
-ground truth, :func:`liftcam.shapley.ground_truth`) included.
+ground truth, :func:`liftcam.shapley.ground_truth` and its variants) included.
 
     >>> e = explain_cached(s, x, "score-cam", cache_dir="data/cache")   # computed, then saved
     >>> e = explain_cached(s, x, "score-cam", cache_dir="data/cache")   # read back
@@ -36,12 +36,14 @@ from .core import (
 )
 from .models import SplitModel
 
-__all__ = ["explain_cached", "explain_all", "to_npz", "cache_folder", "VERSION", "NOT_IN_KEY"]
+__all__ = ["explain_cached", "explain_all", "to_npz", "cache_folder", "VERSION", "NOT_IN_KEY", "SHAP_ESTIMATORS"]
 
 #: Bumped whenever a change alters what is stored; part of every cache key.
 VERSION = 2
 #: Options that change how a result is computed, not the result: they do not enter the cache key.
 NOT_IN_KEY = HOW_OPTIONS
+#: explain_all's ways to compute SHAP-CAM: KernelSHAP (any head), or the closed form (additive heads)
+SHAP_ESTIMATORS = ("kernel", "closed-form")
 
 
 def cache_folder(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -121,7 +123,8 @@ def _explain_cached(model, images, A, logits, t, method, cache_dir, key, options
 
 def explain_all(model: SplitModel, images: Tensor, methods, *, cache_dir: str | os.PathLike | None = None,
                 limits: dict | None = None, options: dict | None = None, shap_nsamples: int | None = None,
-                seed: int = 0, batch_size: int | None = None, progress: bool = False) -> dict[str, Explanation]:
+                shap_seeds: int | list | None = None, shap_estimator: str = "kernel", seed: int = 0,
+                batch_size: int | None = None, progress: bool = False) -> dict[str, Explanation]:
     """``{method: Explanation}`` for each of ``methods`` on ``images``, through the on-disk caches.
 
     - ``limits``: ``{method: n}`` explains only the first n images with that method (the
@@ -130,15 +133,31 @@ def explain_all(model: SplitModel, images: Tensor, methods, *, cache_dir: str | 
     - ``seed`` and ``batch_size`` go to every rule that takes them (LIME-CAM's coalitions;
       the perturbations per forward pass of Score-CAM, Ablation-CAM, LIME-CAM) unless
       ``options`` sets them.
-    - ``"shap-cam"``: the ground truth, :func:`liftcam.shapley.ground_truth` with
-      ``nsamples=shap_nsamples, seed=seed``, cached in ``<cache_dir>/shap``.
+    - ``"shap-cam"``: the ground truth, by ``shap_estimator``:
+
+      - ``"kernel"`` (default): KernelSHAP, cached in ``<cache_dir>/shap``. ``shap_seeds`` None
+        or 1: :func:`liftcam.shapley.ground_truth` with ``nsamples=shap_nsamples, seed=seed``;
+        an int S > 1: :func:`liftcam.shapley.ground_truth_seeds` over seeds ``seed, seed + 1, ...,
+        seed + S - 1`` (their mean, ``extras["error"]`` its estimated relative error per image); a
+        list: those seeds. Each seed's files are the single-seed ones, so raising S reuses them.
+      - ``"closed-form"``: :func:`liftcam.shapley.closed_form_shapley`, exact when the head is
+        global average pooling then a linear layer (EfficientNet-Lite0 at ``bn2``, ResNet50 at
+        ``layer4``) and a ``NotAdditiveError`` otherwise; ``shap_nsamples`` and ``shap_seeds``
+        are not used, nothing is cached (K + 1 head passes per image).
+
+      ``options["shap-cam"]`` goes to that function (e.g. ``key``, ``batch_size``). Whatever the
+      estimator, its ``extras`` hold ``per_seed`` (S, B, K), ``error`` (B,: NaN with one seed, 0 for
+      the closed form), ``cached`` and ``estimator``.
     - the others: :func:`explain_cached`, cached in ``<cache_dir>/maps``.
 
         >>> exps = explain_all(s, x, ["grad-cam", "score-cam", "shap-cam"], limits={"score-cam": 3},
         ...                    shap_nsamples=2688, cache_dir="data/cache")
     """
-    from .shapley import ground_truth
+    from .shapley import closed_form_shapley, ground_truth, ground_truth_seeds
 
+    if shap_estimator not in SHAP_ESTIMATORS:
+        raise ValueError(f"unknown shap_estimator {shap_estimator!r}; choose one of {', '.join(SHAP_ESTIMATORS)}")
+    seeds = _shap_seeds(shap_seeds, seed)
     limits, options = dict(limits or {}), dict(options or {})
     unknown = [m for m in [*methods, *limits, *options] if m not in RULES]
     if unknown:
@@ -157,14 +176,45 @@ def explain_all(model: SplitModel, images: Tensor, methods, *, cache_dir: str | 
             continue
         if m == "shap-cam":
             shap_dir = None if cache_dir is None else Path(cache_dir) / "shap"
-            out[m] = ground_truth(model, images[:n], nsamples=shap_nsamples, seed=seed, cache_dir=shap_dir,
-                                  progress=progress, **options.get(m, {}))
+            if shap_estimator == "closed-form":
+                out[m] = closed_form_shapley(model, images[:n], **options.get(m, {}))
+            elif seeds is None:
+                out[m] = ground_truth(model, images[:n], nsamples=shap_nsamples, seed=seed, cache_dir=shap_dir,
+                                      progress=progress, **options.get(m, {}))
+            else:
+                out[m] = ground_truth_seeds(model, images[:n], nsamples=shap_nsamples, seeds=seeds,
+                                            cache_dir=shap_dir, progress=progress, **options.get(m, {}))
+            _ground_truth_extras(out[m])
         else:
             takes = REGISTRY[m].options
             opts = {k: v for k, v in (("seed", seed), ("batch_size", batch_size)) if k in takes and v is not None}
             out[m] = _explain_cached(model, images[:n], A[:n], logits[:n], t[:n], m, cache_dir, key,
                                      {**opts, **options.get(m, {})})
     return out
+
+
+def _ground_truth_extras(e: Explanation) -> None:
+    """The same extras whatever the estimator: ``per_seed`` (S, B, K), ``error`` (B,) (the ground truth's own
+    relative error: NaN with one seed, 0 for the closed form), ``cached`` (B,) and ``estimator``."""
+    x = e.extras
+    x.setdefault("estimator", "kernel")
+    x.setdefault("per_seed", e.coefficients.detach()[None])
+    exact = x["estimator"] == "closed-form"
+    x.setdefault("error", torch.zeros(len(e.coefficients)) if exact else torch.full((len(e.coefficients),), torch.nan))
+    x.setdefault("cached", torch.zeros(len(e.coefficients), dtype=torch.bool))
+
+
+def _shap_seeds(shap_seeds, seed: int) -> list[int] | None:
+    """The seeds of explain_all's SHAP-CAM: None for one run at ``seed`` (ground_truth), else the list."""
+    if shap_seeds is None:
+        return None
+    if isinstance(shap_seeds, (int, np.integer)) and not isinstance(shap_seeds, bool):
+        if shap_seeds < 1:
+            raise ValueError(f"shap_seeds must be a positive int (number of seeds) or a list of seeds, got {shap_seeds}")
+        return None if shap_seeds == 1 else [int(seed) + i for i in range(int(shap_seeds))]
+    if isinstance(shap_seeds, (list, tuple)):
+        return list(shap_seeds)                                       # ground_truth_seeds checks them
+    raise TypeError(f"shap_seeds must be None, an int or a list of ints, got {type(shap_seeds).__name__}")
 
 
 def to_npz(explanations: dict, names=None) -> bytes:

@@ -18,14 +18,16 @@ SCORE_CAM_VARIANTS = ("score-cam", "baseline", "pytorch-grad-cam")
 ABLATION_VALUES = ("zero", "pytorch-grad-cam")
 
 
-def _pairs(B: int, K: int, size: int | None, progress: bool | None = False, desc: str = ""):
-    """Chunks of (image, map) index pairs covering all B * K of them (a progress bar if asked;
-    None: when there are more than 16 chunks)."""
-    slices = list(chunks(B * K, size))
+def _pairs(B: int, K: int, size: int | None, progress: bool | None = False, desc: str = "",
+           keep: Tensor | None = None):
+    """Chunks of (image, map) index pairs: all B * K of them, or those where ``keep`` (B, K) is true,
+    in row-major order (a progress bar if asked; None: when there are more than 16 chunks)."""
+    idx = torch.arange(B * K) if keep is None else keep.reshape(-1).nonzero().flatten().cpu()
+    slices = list(chunks(len(idx), size))
     show = len(slices) > 16 if progress is None else progress
     for sl in tqdm(slices, desc=desc, unit="batch", disable=not show, leave=False):
-        idx = torch.arange(sl.start, sl.stop)
-        yield idx // K, idx % K
+        i = idx[sl]
+        yield i // K, i % K
 
 
 def _masked(x: Tensor, H: Tensor) -> Tensor:
@@ -49,9 +51,18 @@ def score_cam(batch: Batch, *, variant: str = "score-cam", batch_size: int = 64,
       with align_corners=True), softmax over the K maps.
 
     ``batch_size`` masked images go through the model at a time; ``progress`` shows a bar
-    (default: when there are more than 16 batches). Nearly all the time is the B * K forward
-    passes, so the masked images are built channels-last (the layout oneDNN's and cuDNN's
-    convolutions and pooling run fastest on; the same scores up to float rounding).
+    (default: when there are more than 16 batches). Nearly all the time is the forward passes,
+    so the masked images are built channels-last (the layout oneDNN's and cuDNN's convolutions
+    and pooling run fastest on; the same scores up to float rounding).
+
+    A map that is constant over space (e.g. a channel that a ReLU6 zeroes everywhere: a third or
+    more of EfficientNet-Lite0's 1152 maps at ``blocks.6.0.bn2``) skips its forward pass when its
+    upsampled map is exactly constant too: alpha_k = 0 in ``"score-cam"`` and ``"baseline"``, and
+    in ``"pytorch-grad-cam"`` H_k = 0 masks the whole image, whose logit comes from one pass of
+    the black image shared by all such maps. Bilinear rounding can leave the upsampled copy of a
+    constant non-zero map a few ulps uneven (with align_corners=True, or a scale factor that is
+    not an integer); such a map still goes through the model, its rounding noise min-max
+    stretched into a mask, as in the paper's code and pytorch-grad-cam, so the scores stay theirs.
     """
     if variant not in SCORE_CAM_VARIANTS:
         raise ValueError(f"unknown Score-CAM variant {variant!r}; choose one of {', '.join(SCORE_CAM_VARIANTS)}")
@@ -59,14 +70,22 @@ def score_cam(batch: Batch, *, variant: str = "score-cam", batch_size: int = 64,
     B, K = A.shape[:2]
     size = x.shape[-2:]
     align = variant == "pytorch-grad-cam"
-    scores = torch.empty(B, K, device=A.device, dtype=A.dtype)
-    constant = torch.zeros(B, K, dtype=torch.bool, device=A.device)
+
+    def upsample(b, k):                                             # (n, 1, H, W) and its range (n, 1, 1, 1)
+        up = F.interpolate(A[b, k][:, None], size=size, mode="bilinear", align_corners=align)
+        return up, up.amin((2, 3), keepdim=True), up.amax((2, 3), keepdim=True)
+
+    flat = A.flatten(2)
+    constant = flat.amax(2) <= flat.amin(2)                         # (B, K): constant maps, then those that
+    scores = torch.zeros(B, K, device=A.device, dtype=A.dtype)      # stay constant once upsampled
     with torch.no_grad():
-        for b, k in _pairs(B, K, batch_size, progress, "Score-CAM"):
+        for b, k in _pairs(B, K, batch_size, False, keep=constant):  # no forward pass: cheap
             b, k = b.to(A.device), k.to(A.device)
-            up = F.interpolate(A[b, k][:, None], size=size, mode="bilinear", align_corners=align)  # (n, 1, H, W)
-            lo = up.amin((2, 3), keepdim=True)
-            hi = up.amax((2, 3), keepdim=True)
+            _, lo, hi = upsample(b, k)
+            constant[b, k] = (hi <= lo).view(-1)
+        for b, k in _pairs(B, K, batch_size, progress, "Score-CAM", keep=~constant):
+            b, k = b.to(A.device), k.to(A.device)
+            up, lo, hi = upsample(b, k)
             if align:
                 H = (up - lo) / (hi - lo + 1e-8)
             else:
@@ -74,12 +93,17 @@ def score_cam(batch: Batch, *, variant: str = "score-cam", batch_size: int = 64,
             logits = model(_masked(x[b], H))                        # (n, C)
             s = logits if align else logits.softmax(1)
             scores[b, k] = s.gather(1, batch.targets[b].view(-1, 1)).squeeze(1)
-            constant[b, k] = (hi <= lo).view(-1)
-        if variant == "pytorch-grad-cam":
+            constant[b, k] = (hi <= lo).view(-1)                    # a map that upsampling flattened
+        black = None                                                # logits (C,) of the black image, once
+        if variant == "baseline" or (align and constant.any()):
+            black = model(torch.zeros_like(x[:1], memory_format=torch.channels_last))[0]
+        if align:
+            if black is not None:                                   # H_k = 0: x * H_k is the black image
+                scores = torch.where(constant, black[batch.targets][:, None], scores)
             return scores.softmax(1)
         scores = torch.where(constant, torch.zeros_like(scores), scores)
         if variant == "baseline":
-            p0 = model(torch.zeros_like(x[:1])).softmax(1)[0, batch.targets]       # (B,)
+            p0 = black.softmax(0)[batch.targets]                    # (B,)
             scores = torch.where(constant, scores, scores - p0[:, None])
     return scores
 
