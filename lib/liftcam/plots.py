@@ -424,8 +424,8 @@ def agreement_vs_cost(per_image, seconds: dict, panels, *, reference=None, n_boo
     return fig, data
 
 
-def convergence_panels(runs, spread, approx_error: dict, cos_to, cos_ref: dict, *, budget: int, reference: int,
-                       title: str = ""):
+def convergence_panels(runs, spread, approx_error: dict, cos_to, cos_ref: dict, *, budget: int, reference,
+                       title: str = "", floor: float | None = None):
     """KernelSHAP's error against its budget (left) and the approximations' cosine with it (right).
 
     ``runs``: one row per estimate (``nsamples``, ``seed``, ``image``, ``vs reference``, ``cosine vs
@@ -433,7 +433,9 @@ def convergence_panels(runs, spread, approx_error: dict, cos_to, cos_ref: dict, 
     (may be empty); ``approx_error``: ``{method: median relative error vs the reference}`` (a
     horizontal line each); ``cos_to``: a DataFrame indexed by ``nsamples``, one column per method
     (its cosine with the estimate at that budget); ``cos_ref``: ``{method: cosine with the reference}``
-    (horizontal lines); ``budget``: the budget used (vertical line). Methods are keys of the registry.
+    (horizontal lines); ``budget``: the budget used (vertical line); ``reference``: its budget (an
+    int) or what it is (a str); ``floor``: the ground truth's own error (a horizontal line; None or
+    NaN: not drawn). Methods are keys of the registry.
     Returns ``(fig, data)``: every estimate (one row each, with its seed-to-seed spread) and, below,
     every other drawn value (``series``, ``x``, ``y``; ``x`` empty for a horizontal line).
     """
@@ -464,12 +466,16 @@ def convergence_panels(runs, spread, approx_error: dict, cos_to, cos_ref: dict, 
     for m, v in approx_error.items():
         ax.axhline(v, color=colour(m), ls="--", lw=1.2, label=f"{label(m)} vs reference (median)")
         lines.append(("error", f"{m} vs reference", np.nan, v))
+    if floor is not None and np.isfinite(floor) and floor > 0:
+        ax.axhline(floor, color="0.2", ls="-.", lw=1.2, label="ground truth's own error (median): noise floor")
+        lines.append(("error", "ground truth's own error", np.nan, floor))
     for a in (ax, bx):
         a.axvline(budget, color="0.2", lw=1.2, label=f"budget used: shap_nsamples = {budget}" if a is ax else None)
     lines.append(("both", "budget used (shap_nsamples)", budget, np.nan))
     ax.set_xscale("log", base=2), ax.set_yscale("log")
     ax.set_xlabel("head evaluations per image (nsamples)"), ax.set_ylabel("relative L2 error")
-    ax.set_title(f"KernelSHAP error; reference: nsamples = {reference}", fontsize=10)
+    ref = reference if isinstance(reference, str) else f"nsamples = {reference}"
+    ax.set_title(f"KernelSHAP error; reference: {ref}", fontsize=10)
     ax.grid(alpha=0.3, which="both"), ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     methods = list(cos_to.columns)
     for j, m in enumerate(methods):

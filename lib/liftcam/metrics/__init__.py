@@ -31,7 +31,7 @@ Inputs shared by the faithfulness metrics:
     >>> summarize(torch.tensor([1.0, 2.0, float("nan")]))["n_nan"]
     1
 """
-from .agreement import cosine_similarity, spearman, top_k_overlap
+from .agreement import AGREEMENT, agreement_per_image, cosine_similarity, reference_error, relative_error, spearman, top_k_overlap
 from .checks import TOLERANCE
 from .faithfulness import (  # noqa: F401
                            DEFAULT_BATCH_SIZE,
@@ -44,12 +44,15 @@ from .faithfulness import (  # noqa: F401
                            faithfulness,
                            increase_in_confidence,
                            insertion,
+                           step_sensitivity,
 )
 from .localisation import energy_pointing_game
-from .statistics import compare, holm, summarize
+from .statistics import MIN_N, compare, compare_family, holm, summarize
 
 __all__ = [
     "Curves", "average_drop", "increase_in_confidence", "average_drop_in_deletion", "deletion",
-    "insertion", "energy_pointing_game", "cosine_similarity", "spearman", "top_k_overlap", "summarize",
-    "faithfulness", "HIGHER_IS_BETTER", "compare", "holm", "TOLERANCE", "DEFAULT_BATCH_SIZE",
+    "insertion", "energy_pointing_game", "cosine_similarity", "relative_error", "agreement_per_image",
+    "reference_error", "AGREEMENT", "spearman", "top_k_overlap", "summarize",
+    "faithfulness", "step_sensitivity", "HIGHER_IS_BETTER", "compare", "compare_family", "MIN_N", "holm",
+    "TOLERANCE", "DEFAULT_BATCH_SIZE",
 ]

@@ -1,6 +1,7 @@
 """Agreement of coefficient vectors, e.g. a CAM's alpha against SHAP-CAM's: cosine, Spearman, top-k."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -80,3 +81,68 @@ def _check_pair(a, b, name: str) -> tuple[Tensor, Tensor]:
     if not (a.isfinite().all() and b.isfinite().all()):
         raise ValueError(f"{name} needs finite coefficients; got NaN or inf")
     return a, b
+
+
+def relative_error(a: Tensor, b: Tensor) -> Tensor:
+    """Relative L2 error of each row of ``a`` against the reference row of ``b``: ``|a - b| / |b|``.
+
+    Unlike the cosine it sees scale: LIFT-CAM and SHAP-CAM both add up to ``F(A) - F(0)``
+    (completeness), so their coefficients are on one scale; a zero reference row gives NaN.
+
+        >>> relative_error(torch.tensor([[1.0, 1.0]]), torch.tensor([[1.0, 0.0]]))
+        tensor([1.])
+    """
+    a, b = _check_pair(a, b, "relative_error")
+    den = b.norm(dim=1)
+    return _out(torch.where(den > 0, (a - b).norm(dim=1) / den, torch.nan))
+
+
+#: the agreement measures of :func:`agreement_per_image` -> is higher better
+AGREEMENT = {"relative error": False, "cosine": True, "spearman": True, "top-k overlap": True}
+
+
+def agreement_per_image(coefficients: dict, reference: Tensor, *, top_k: int = 10, names=None):
+    """Every method's agreement with a reference, per image: a DataFrame indexed by (method, image).
+
+    ``coefficients``: ``{method: (n_m, K)}`` (a method may cover only the first n_m images);
+    ``reference``: (B, K), e.g. the SHAP-CAM ground truth. Columns are the keys of
+    :data:`AGREEMENT` (``top-k overlap`` with ``top_k``).
+    """
+    import pandas as pd
+
+    names = list(range(len(reference))) if names is None else list(names)
+    parts = {}
+    for m, a in coefficients.items():
+        a = a.detach().cpu().double()
+        r = reference[:len(a)].detach().cpu().double()
+        parts[m] = pd.DataFrame({"relative error": relative_error(a, r).numpy(), "cosine": cosine_similarity(a, r).numpy(),
+                                 "spearman": spearman(a, r).numpy(), "top-k overlap": top_k_overlap(a, r, top_k).numpy()},
+                                index=pd.Index(names[:len(a)], name="image"))
+    return pd.concat(parts, names=["method", "image"])
+
+
+def reference_error(coefficients: dict, per_seed: Tensor, method: str, versus, *, top_k: int = 10,
+                    exact: bool = False) -> dict:
+    """How much the reference's own noise moves each paired advantage: ``{(versus, measure): error}``.
+
+    ``per_seed`` (S, B, K) holds S independent estimates of the reference (e.g. KernelSHAP with S
+    seeds); the reference used is their mean. For each image the advantage of ``method`` over a
+    method of ``versus`` (positive = closer, whatever the measure's direction) is measured against
+    each seed's estimate; its spread over the seeds, ``std / sqrt(S)``, is the error it carries
+    from the mean reference. The mean over the images both methods cover is returned (NaN with
+    one seed: the error is then unknown). ``exact=True`` (e.g. the closed form on a linear head):
+    every error is 0.
+    """
+    S = 2 if exact else per_seed.shape[0]
+    per_seed = per_seed[:1].expand(2, *per_seed.shape[1:]) if exact else per_seed
+    tables = [agreement_per_image(coefficients, per_seed[s], top_k=top_k) for s in range(S)]
+    out = {}
+    for other in versus:
+        if method not in coefficients or other not in coefficients:
+            continue
+        n = min(len(coefficients[method]), len(coefficients[other]))
+        for measure, higher in AGREEMENT.items():
+            adv = torch.from_numpy(np.stack([(t.loc[method, measure].to_numpy()[:n] - t.loc[other, measure].to_numpy()[:n])
+                                * (1 if higher else -1) for t in tables]))                  # (S, n)
+            out[other, measure] = float("nan") if S < 2 else float((adv.std(0) / S ** 0.5).nanmean())
+    return out

@@ -221,7 +221,7 @@ HIGHER_IS_BETTER = {"AD": False, "IC": True, "ADD": True, "deletion": False, "in
 
 def faithfulness(model, images: Tensor, maps: Tensor, targets, *, pixels_per_step: int | None = None,
                  substrate: float | Tensor = 0.0, blur_kernel: int = 11, blur_sigma: float = 5.0,
-                 batch_size: int | None = DEFAULT_BATCH_SIZE) -> dict:
+                 batch_size: int | None = DEFAULT_BATCH_SIZE, curve_images: int | None = None) -> dict:
     """Every faithfulness metric of one set of maps, per image: ``{"AD", "IC", "ADD", "deletion", "insertion"}``.
 
     The same values as :func:`average_drop`, :func:`increase_in_confidence`,
@@ -230,9 +230,15 @@ def faithfulness(model, images: Tensor, maps: Tensor, targets, *, pixels_per_ste
     instead of 6, in one forward pass). Also returns ``"deletion_curves"`` and ``"insertion_curves"``
     (B, n_steps + 1). ``batch_size`` images per forward pass, for all of them.
     :data:`HIGHER_IS_BETTER` says which direction is better for each key.
+
+    ``curve_images=n`` runs the deletion and insertion curves (one forward pass per step) on the
+    first n images only: their AUCs are NaN after that, and the curves are (n, n_steps + 1). AD,
+    IC and ADD (three inputs per image) always cover every image.
     """
     images, maps, targets = _prepare(model, images, maps, targets)
     _check_batch_size(batch_size)
+    n = len(images) if curve_images is None else min(len(images), _positive_int(curve_images, "curve_images")
+                                                     if curve_images else 0)
     Y, O, D = [], [], []
     with _inference(model):
         # the image, the map kept and the map removed go through the model in one pass
@@ -241,10 +247,53 @@ def faithfulness(model, images: Tensor, maps: Tensor, targets, *, pixels_per_ste
             p = _probabilities(model, torch.cat([x, x * m, x * (1 - m)]), t.repeat(3), targets).view(3, -1)
             Y.append(p[0]), O.append(p[1]), D.append(p[2])
     Y, O, D = torch.cat(Y), torch.cat(O), torch.cat(D)
-    dele = deletion(model, images, maps, targets, pixels_per_step=pixels_per_step, substrate=substrate,
-                    batch_size=batch_size, return_curves=True)
-    ins = insertion(model, images, maps, targets, pixels_per_step=pixels_per_step, blur_kernel=blur_kernel,
-                    blur_sigma=blur_sigma, batch_size=batch_size, return_curves=True)
-    return {"AD": _out(_average_drop(Y, O)), "IC": _out(_increase(Y, O)),
-            "ADD": _out(_drop_in_deletion(Y, D)), "deletion": dele.auc, "insertion": ins.auc,
-            "deletion_curves": dele.curves, "insertion_curves": ins.curves}
+    out = {"AD": _out(_average_drop(Y, O)), "IC": _out(_increase(Y, O)), "ADD": _out(_drop_in_deletion(Y, D))}
+    H, W = images.shape[-2:]
+    p = W if pixels_per_step is None else pixels_per_step
+    for name, curve in [("deletion", lambda sl: deletion(model, images[sl], maps[sl], targets[sl], pixels_per_step=p,
+                                                         substrate=substrate, batch_size=batch_size, return_curves=True)),
+                        ("insertion", lambda sl: insertion(model, images[sl], maps[sl], targets[sl], pixels_per_step=p,
+                                                           blur_kernel=blur_kernel, blur_sigma=blur_sigma,
+                                                           batch_size=batch_size, return_curves=True))]:
+        auc = torch.full((len(images),), torch.nan)
+        curves = torch.empty(0, math.ceil(H * W / _positive_int(p, "pixels_per_step")) + 1, dtype=torch.float64)
+        if n:
+            got = curve(slice(0, n))
+            auc[:n], curves = got.auc, got.curves
+        out[name], out[f"{name}_curves"] = auc, curves
+    return out
+
+
+def step_sensitivity(model, images: Tensor, maps: dict, targets, *, fine: int, coarse: int,
+                     batch_size: int | None = DEFAULT_BATCH_SIZE, blur_kernel: int = 11, blur_sigma: float = 5.0):
+    """Do deletion and insertion rank methods the same at ``coarse`` pixels per step as at ``fine``?
+
+    ``maps``: ``{method: (B, H, W)}`` on the same images. The curves run once, at ``fine`` pixels
+    per step; ``coarse`` must be a multiple of it, so the coarse curve is every
+    ``coarse // fine``-th point of the fine one (the same pixels are changed by then) and its AUC
+    is the trapezoid over those points, exactly what a run at ``coarse`` would give (the last
+    point is the fully changed image in both). Returns a DataFrame, one row per (curve, method,
+    image): ``auc fine``, ``auc coarse``.
+    """
+    import pandas as pd
+
+    if coarse % fine:
+        raise ValueError(f"coarse = {coarse} pixels per step must be a multiple of fine = {fine}, so that the coarse "
+                         "curve is a subsample of the fine one")
+    rows = []
+    for m, mp in maps.items():
+        for name, fn, extra in [("deletion", deletion, {}),
+                                ("insertion", insertion, {"blur_kernel": blur_kernel, "blur_sigma": blur_sigma})]:
+            got = fn(model, images, mp, targets, pixels_per_step=fine, batch_size=batch_size, return_curves=True, **extra)
+            c = got.curves.double()
+            n_pix = images.shape[-2] * images.shape[-1]
+            idx = list(range(0, c.shape[1], coarse // fine))
+            if idx[-1] != c.shape[1] - 1:
+                idx.append(c.shape[1] - 1)
+            sub = c[:, idx]
+            n_steps = math.ceil(n_pix / coarse)
+            coarse_auc = (sub.sum(1) - (sub[:, 0] + sub[:, -1]) / 2) / n_steps
+            for i in range(len(c)):
+                rows.append({"curve": name, "method": m, "image": i, "auc fine": float(got.auc[i]),
+                             "auc coarse": float(coarse_auc[i])})
+    return pd.DataFrame(rows)

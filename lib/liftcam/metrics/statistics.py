@@ -129,3 +129,70 @@ def holm(p) -> np.ndarray:
     res[order] = adjusted
     out[ok] = res
     return out
+
+
+#: below this many images a comparison decides nothing
+MIN_N = 10
+
+
+def compare_family(per_image, method: str, versus, higher_is_better: dict, *, clusters=None, n_boot: int = 1000,
+                   ci: float = 0.95, seed: int = 0, alpha: float = 0.05, min_n: int = MIN_N, margins=None):
+    """One claim's family of paired comparisons, Holm-corrected: ``method`` against each of ``versus``.
+
+    ``per_image`` maps ``(method, metric)`` to a per-image vector (a pandas DataFrame with those
+    two-level columns, or a dict; NaN where a method did not run on an image); ``higher_is_better``
+    maps each metric to its direction. Each row is :func:`compare` (with ``clusters``: the cluster
+    bootstrap, e.g. by source photograph) plus ``p_holm``, the Holm-adjusted p-value over the
+    whole family (every baseline x metric), and a ``verdict``:
+
+    - ``n < min_n``: fewer than ``min_n`` images decide nothing (with clusters, their number is
+      reported as ``n_clusters``: the interval already widens with it);
+    - ``for`` / ``against``: ``p_holm < alpha`` and the advantage is positive / negative;
+    - ``within ground-truth error``: it would be decided, but ``margins[(versus, metric)]`` (the
+      error the reference itself puts on this advantage) exceeds a third of the advantage;
+      ``ground-truth error unknown`` when that margin is NaN (not measured);
+    - ``undecided`` otherwise.
+
+    Returns a DataFrame with columns method, versus, metric, mean, low, high, n, n_clusters, p,
+    p_holm, margin, verdict, in the order of ``versus`` x ``higher_is_better``.
+
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({("a", "m"): range(12), ("b", "m"): [x - 1.0 for x in range(12)]})
+        >>> compare_family(df, "a", ["b"], {"m": True})["verdict"].tolist()
+        ['for']
+    """
+    import pandas as pd
+
+    margins = dict(margins or {})
+    rows = []
+    for other in versus:
+        for metric, higher in higher_is_better.items():
+            if (method, metric) not in per_image or (other, metric) not in per_image:
+                continue
+            a = np.asarray(per_image[method, metric], dtype=np.float64)
+            b = np.asarray(per_image[other, metric], dtype=np.float64)
+            c = compare(a, b, higher_is_better=higher, n_boot=n_boot, ci=ci, seed=seed, clusters=clusters,
+                        pvalue=True, min_n=1)
+            rows.append({"method": method, "versus": other, "metric": metric, "mean": c["mean"], "low": c["low"],
+                         "high": c["high"], "n": c["n"], "n_clusters": c.get("n_clusters", c["n"]), "p": c["p"],
+                         "margin": margins.get((other, metric), 0.0)})
+    df = pd.DataFrame(rows, columns=["method", "versus", "metric", "mean", "low", "high", "n", "n_clusters", "p",
+                                     "margin"])
+    df["p_holm"] = holm(df["p"].to_numpy()) if len(df) else []
+
+    def verdict(r):
+        if r["n"] == 0:
+            return "not run"
+        if r["n"] < min_n:
+            return f"n < {min_n}"
+        if not r["p_holm"] < alpha:
+            return "undecided"
+        if np.isnan(r["margin"]):
+            return "ground-truth error unknown"
+        if r["margin"] and not (3 * r["margin"] <= abs(r["mean"])):
+            return "within ground-truth error"
+        return "for" if r["mean"] > 0 else "against"
+
+    df["verdict"] = [verdict(r) for _, r in df.iterrows()] if len(df) else []
+    return df[["method", "versus", "metric", "mean", "low", "high", "n", "n_clusters", "p", "p_holm", "margin",
+               "verdict"]]
