@@ -16,12 +16,22 @@ PIP     := $(PY) -m pip --disable-pip-version-check --no-input
 
 # the notebooks, in execution order, from their file names (NN_verb_object.ipynb)
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+# notebooks that run once per profile (the toy derivation, the report); the others run once per setting
+ONCE      := notebooks/01_derive_linear_explanation_model.ipynb notebooks/08_write_reproduction_report.ipynb
+PER       := $(filter-out $(ONCE),$(NOTEBOOKS))
+# a profile's settings: the names listed under `settings:` in params/<profile>.yaml, each with its own
+# overrides in params/<profile>/<name>.yaml (layer, figures folder, budgets); none: the profile is one setting
+SETTINGS  := $(shell awk '/^settings:/{on=1; next} on && /^ *- /{sub(/^ *- */, ""); sub(/ *#.*/, ""); print; next} on{on=0}' params/$(PROFILE).yaml 2>/dev/null)
 BUILD     := build/notebooks/$(PROFILE)
-EXECUTED  := $(patsubst notebooks/%,$(BUILD)/%,$(NOTEBOOKS))
 # the default profile's executed notebooks are tracked, for readers who run nothing
 SHOWCASE  := $(if $(filter demo,$(PROFILE)),notebooks/executed,$(BUILD))
 REPORT    := $(if $(filter demo,$(PROFILE)),REPORT.md,$(BUILD)/REPORT.md)
 LIB       := $(shell find lib -name '*.py') data/samples.json data/imagenet_wnids.txt data/paper_claims.yaml
+# build/notebooks/<profile>/[<setting>/]NN_name.ipynb: the per-setting chains, then the once-per-profile ones
+CHAINS    := $(if $(SETTINGS),$(foreach t,$(SETTINGS),$(patsubst notebooks/%,$(BUILD)/$(t)/%,$(PER))),\
+                               $(patsubst notebooks/%,$(BUILD)/%,$(PER)))
+EXECUTED  := $(patsubst notebooks/%,$(BUILD)/%,$(filter %01_derive_linear_explanation_model.ipynb,$(ONCE))) \
+             $(CHAINS) $(patsubst notebooks/%,$(BUILD)/%,$(filter %08_write_reproduction_report.ipynb,$(ONCE)))
 
 .PHONY: help env reproduce check-inputs test bench clean
 
@@ -46,15 +56,24 @@ check-inputs: | $(STAMP)
 	@if [ "$(PROFILE)" = vgg16 ] || [ "$(PROFILE)" = resnet50 ]; then \
 	    $(PY) -m liftcam check-inputs "$(PROFILE)" $(IMAGENET) || exit 1; fi
 
-# a notebook reruns when it, its profile or the library changes; a finished one is not recomputed
-$(BUILD)/%.ipynb: notebooks/%.ipynb params/$(PROFILE).yaml $(LIB) | $(STAMP) check-inputs
-	@mkdir -p $(@D)
-	@echo "== $< ($(PROFILE))"
-	@$(BIN)/papermill $< $(@:.ipynb=.partial.ipynb) -f params/$(PROFILE).yaml -p profile $(PROFILE) \
+# one notebook run: $(1) output, $(2) source notebook, $(3) extra parameter files (-f ...)
+define papermill
+	@mkdir -p $(dir $(1)) $(dir $(SHOWCASE)/$(patsubst $(BUILD)/%,%,$(1)))
+	@echo "== $(2) ($(PROFILE)$(if $(4), $(4)))"
+	@$(BIN)/papermill $(2) $(1:.ipynb=.partial.ipynb) -f params/$(PROFILE).yaml $(3) -p profile $(PROFILE) \
 	    -p report_path $(REPORT) -k python3 --cwd . --log-level ERROR --no-progress-bar
-	@$(PY) -c "import sys, liftcam.report as r; r.tidy_executed(sys.argv[1])" $(@:.ipynb=.partial.ipynb)
-	@mkdir -p $(SHOWCASE) && cp $(@:.ipynb=.partial.ipynb) $(SHOWCASE)/$(@F)
-	@mv $(@:.ipynb=.partial.ipynb) $@
+	@$(PY) -c "import sys, liftcam.report as r; r.tidy_executed(sys.argv[1])" $(1:.ipynb=.partial.ipynb)
+	@cp $(1:.ipynb=.partial.ipynb) $(SHOWCASE)/$(patsubst $(BUILD)/%,%,$(1))
+	@mv $(1:.ipynb=.partial.ipynb) $(1)
+endef
+
+# a notebook reruns when it, its profile (and setting) or the library changes; a finished one is not recomputed
+$(BUILD)/%.ipynb: notebooks/%.ipynb params/$(PROFILE).yaml $(LIB) | $(STAMP) check-inputs
+	$(call papermill,$@,$<,)
+
+$(foreach t,$(SETTINGS),$(eval \
+$(BUILD)/$(t)/%.ipynb: notebooks/%.ipynb params/$(PROFILE).yaml params/$(PROFILE)/$(t).yaml $(LIB) | $(STAMP) check-inputs ; \
+	$$(call papermill,$$@,$$<,-f params/$(PROFILE)/$(t).yaml,$(t))))
 
 # each notebook runs after the one before it (they talk through files on disk)
 $(foreach i,$(wordlist 2,$(words $(EXECUTED)),$(shell seq 1 $(words $(EXECUTED)))),\
