@@ -51,9 +51,9 @@ def test_compare_family_margin_rule_and_clusters():
     assert _family(a, b, margins={("b", "m"): 0.34})["verdict"] == "within ground-truth error"   # 3 * 0.34 > 1
     assert _family(a, b, margins={("b", "m"): 0.33})["verdict"] == "for"
     assert _family(a, b, margins={("b", "m"): float("nan")})["verdict"] == "ground-truth error unknown"
-    clusters = np.repeat(np.arange(4), 10)
-    row = _family(a, b, clusters=clusters)
-    assert row["n"] == 40 and row["n_clusters"] == 4
+    row = _family(a, b, clusters=np.repeat(np.arange(4), 10))
+    assert row["n"] == 40 and row["n_clusters"] == 4 and row["verdict"] == "photographs < 5"
+    assert _family(a, b, clusters=np.repeat(np.arange(8), 5))["verdict"] == "for"
 
 
 def test_relative_error_and_reference_error():

@@ -65,7 +65,8 @@ def make_folder(folder: Path, *, lift_against: str | None = None, n: int = 12, g
     for i, img in enumerate(IMAGES[:n]):
         base = 0.5 + 0.01 * i
         for m, c in [("lift-cam", base + gap), ("lrp-cam", base), ("lime-cam", base + gap - 0.2)]:
-            per_image.append({"method": m, "image": img, "cosine": c, "spearman": c, "seconds per image": 0.0})
+            per_image.append({"method": m, "image": img, "cosine": c, "spearman": c, "relative error": 1 - c,
+                              "top-k overlap": c, "seconds per image": 0.0})
     pd.DataFrame(per_image).to_csv(folder / "approximation_vs_time.data.csv")
     _prov(folder / "approximation_vs_time.json", shap_nsamples=512)
     quality = pd.DataFrame({"method": ["LIFT-CAM", "LRP-CAM", "LIME-CAM", "Grad-CAM", "Score-CAM", "Ablation-CAM",

@@ -50,8 +50,9 @@ RULES = [
     "Intervals and p-values come from a bootstrap that resamples whole source photographs (a cluster bootstrap: "
     "the views of one photograph are not independent), {ci:g}% intervals. The comparisons of one claim in one "
     "setting are one family: their p-values are Holm-corrected. A comparison is **for** the claim when its "
-    "Holm-adjusted p is below 0.05 and the advantage is positive, **against** when below 0.05 and negative, "
-    "**undecided** otherwise; with fewer than {min_n} images it gives no decision (**n < {min_n}**).",
+    "Holm-adjusted p is below {alpha:g}% and the advantage is positive, **against** when below {alpha:g}% and negative, "
+    "**undecided** otherwise; with fewer than {min_n} images, or images from fewer than {min_clusters} source "
+    "photographs, it gives no decision (**n < {min_n}**, **photographs < {min_clusters}**).",
     "Agreement with SHAP-CAM (claim 2) is measured against a ground truth with an error of its own: the mean of "
     "several KernelSHAP seeds (its error on each advantage is the spread of that advantage over the seeds, "
     "divided by the square root of their number), or the exact closed form on a linear head (error 0). An "
@@ -111,6 +112,8 @@ BUDGETS = {
 }
 #: the level of every bootstrap interval in the tables (liftcam.metrics.compare's default, which the notebooks use)
 CI = inspect.signature(metrics.compare).parameters["ci"].default
+#: the family-wise level of the verdicts (liftcam.metrics.compare_family's default, which the notebooks use)
+ALPHA = inspect.signature(metrics.compare_family).parameters["alpha"].default
 DECISIONS = ("for", "against", "undecided", "within ground-truth error", "ground-truth error unknown", "not run")
 #: the verdicts of liftcam.metrics.compare_family are these decisions, and "n < MIN_N"
 
@@ -343,7 +346,7 @@ def _paired_rows(claim, table, method_col, versus_col, metric_of) -> list[dict]:
             r = hit.iloc[0]
             low, high, n = float(r["low"]), float(r["high"]), int(r["n"])
             margin = float(r["margin"]) if "margin" in r and not pd.isna(r["margin"]) else 0.0
-            decision = str(r["verdict"]) if "verdict" in r else decide(low, high, n)
+            decision = str(r["verdict"]) if "p_holm" in r else decide(low, high, n)   # compare_family's verdict
             reproduced = _interval(float(r["mean"]), low, high, n) + (
                 f" ({int(r['n_clusters'])} photographs; Holm p = {_fmt(float(r['p_holm']))})" if "p_holm" in r else "")
             rows.append(_row(label(other), m["name"], float(r["mean"]), low, high, n, decision,
@@ -366,10 +369,10 @@ def _approximation_rows(claim, setting: Setting, *, n_boot: int, seed: int) -> l
         if m["name"] in AGREEMENT:
             for other in claim["versus"]:
                 a = b = None
-                if per_image is not None:
+                if per_image is not None and m["name"] in per_image:
                     a = per_image[per_image["method"] == claim["method"]].set_index("image")[m["name"]]
                     b = per_image[per_image["method"] == other].set_index("image")[m["name"]]
-                if a is None or a.empty or b.empty:
+                if a is None or b is None or a.empty or b.empty:
                     rows.append(_row(label(other), m["name"], *[float("nan")] * 4, "not run", None))
                     continue
                 a, b = a.align(b, join="inner")
@@ -434,7 +437,8 @@ def claim_verdict(claim: dict, table: pd.DataFrame, *, evidence_exists: bool = T
     if kind == "qualitative":
         return ("not resolved", "qualitative: judged by eye on the figure") if evidence_exists else \
             ("not run", "the figure is missing")
-    counted = table[table["decision"].isin(DECISIONS) | table["decision"].str.startswith("n < ")]
+    counted = table[table["decision"].isin(DECISIONS) | table["decision"].str.startswith("n < ")
+                    | table["decision"].str.startswith("photographs < ")]
     if counted.empty or (counted["decision"] == "not run").all():
         return "not run", "none of its tables is in the figures folder"
     d = counted["decision"]
@@ -443,7 +447,8 @@ def claim_verdict(claim: dict, table: pd.DataFrame, *, evidence_exists: bool = T
     if (d == "for").all():
         return "holds", f"all {len(d)} comparisons for"
     reasons = []
-    for what, text in [("n < ", f"n < {MIN_N}"), ("within", "within ground-truth error"),
+    for what, text in [("n < ", f"n < {MIN_N}"), ("photographs < ", f"photographs < {metrics.MIN_CLUSTERS}"),
+                       ("within", "within ground-truth error"),
                        ("ground-truth error unknown", "ground-truth error unknown"),
                        ("undecided", "intervals contain 0"), ("not run", "{} not run")]:
         k = int(d.str.startswith(what).sum())
@@ -455,15 +460,18 @@ def claim_verdict(claim: dict, table: pd.DataFrame, *, evidence_exists: bool = T
 
 
 def _summary(table: pd.DataFrame) -> str:
-    """What the comparisons show, before the rules: interval sides and the range of n."""
-    done = table[table["side"].notna()]
+    """What the comparisons decided (the rules applied: Holm, n, photographs, ground-truth error) and the range of n."""
+    done = table[table["decision"] != "not run"]
     if done.empty:
         return "not run"
-    side = done["side"].value_counts()
+    d = done["decision"].astype(str)
     n = done["n"].dropna()
-    text = f"{side.get('above', 0)} for, {side.get('below', 0)} against, {side.get('across', 0)} undecided"
-    if side.get("within", 0):
-        text += f", {side['within']} within ground-truth error"
+    text = f"{(d == 'for').sum()} for, {(d == 'against').sum()} against, {(d == 'undecided').sum()} undecided"
+    if (d == "within ground-truth error").any():
+        text += f", {(d == 'within ground-truth error').sum()} within ground-truth error"
+    few = d.str.startswith("n < ") | d.str.startswith("photographs < ")
+    if few.any():
+        text += f", {few.sum()} without a verdict (too few images or photographs)"
     text += f" of {len(done)}"
     missing = len(table[table["decision"] == "not run"])
     if missing:
@@ -688,9 +696,10 @@ def write_report(claims: list[dict], settings: list[Setting], path, *, claims_fi
              for s in settings]
     lines += [_md(pd.DataFrame(srows)), "The commit and dates are those recorded in the tables' provenance (.json).",
               "", "## Verdicts", "", _md(verdict_table(table).reset_index().rename(columns={"claim": "claim"})),
-              "Each setting's cell: verdict, then what the comparisons show before the rules (interval sides, n). "
+              "Each setting's cell: verdict, then how its comparisons were decided by the rules below, and n. "
               "Also in `reproduction_verdicts.csv`.", "", "How a verdict is decided:", ""]
-    lines += [f"{i}. {r.format(min_n=MIN_N, factor=TIME_FACTOR, ci=100 * CI)}" for i, r in enumerate(RULES, 1)] + [""]
+    values = dict(min_n=MIN_N, min_clusters=metrics.MIN_CLUSTERS, factor=TIME_FACTOR, ci=100 * CI, alpha=100 * ALPHA)
+    lines += [f"{i}. {r.format(**values)}" for i, r in enumerate(RULES, 1)] + [""]
     for claim in claims:
         lines += _claim_section(claim, settings, table, start, n_boot=n_boot)
     lines += _deviations(settings, paper_params)

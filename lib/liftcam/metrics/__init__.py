@@ -47,12 +47,12 @@ from .faithfulness import (  # noqa: F401
                            step_sensitivity,
 )
 from .localisation import energy_pointing_game
-from .statistics import MIN_N, compare, compare_family, holm, summarize
+from .statistics import MIN_CLUSTERS, MIN_N, compare, compare_family, holm, summarize
 
 __all__ = [
     "Curves", "average_drop", "increase_in_confidence", "average_drop_in_deletion", "deletion",
     "insertion", "energy_pointing_game", "cosine_similarity", "relative_error", "agreement_per_image",
     "reference_error", "AGREEMENT", "spearman", "top_k_overlap", "summarize",
-    "faithfulness", "step_sensitivity", "HIGHER_IS_BETTER", "compare", "compare_family", "MIN_N", "holm",
+    "faithfulness", "step_sensitivity", "HIGHER_IS_BETTER", "compare", "compare_family", "MIN_N", "MIN_CLUSTERS", "holm",
     "TOLERANCE", "DEFAULT_BATCH_SIZE",
 ]

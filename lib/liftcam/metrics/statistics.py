@@ -133,10 +133,14 @@ def holm(p) -> np.ndarray:
 
 #: below this many images a comparison decides nothing
 MIN_N = 10
+#: with a cluster bootstrap, below this many clusters (source photographs) a comparison decides nothing:
+#: k clusters give at most C(2k - 1, k) distinct resamples (10 for k = 3, 126 for k = 5)
+MIN_CLUSTERS = 5
 
 
 def compare_family(per_image, method: str, versus, higher_is_better: dict, *, clusters=None, n_boot: int = 1000,
-                   ci: float = 0.95, seed: int = 0, alpha: float = 0.05, min_n: int = MIN_N, margins=None):
+                   ci: float = 0.95, seed: int = 0, alpha: float = 0.05, min_n: int = MIN_N,
+                   min_clusters: int = MIN_CLUSTERS, margins=None):
     """One claim's family of paired comparisons, Holm-corrected: ``method`` against each of ``versus``.
 
     ``per_image`` maps ``(method, metric)`` to a per-image vector (a pandas DataFrame with those
@@ -145,8 +149,9 @@ def compare_family(per_image, method: str, versus, higher_is_better: dict, *, cl
     bootstrap, e.g. by source photograph) plus ``p_holm``, the Holm-adjusted p-value over the
     whole family (every baseline x metric), and a ``verdict``:
 
-    - ``n < min_n``: fewer than ``min_n`` images decide nothing (with clusters, their number is
-      reported as ``n_clusters``: the interval already widens with it);
+    - ``n < min_n``: fewer than ``min_n`` images decide nothing;
+    - ``photographs < min_clusters``: with ``clusters``, fewer than ``min_clusters`` of them decide
+      nothing either (a bootstrap over 3 clusters has 10 distinct resamples);
     - ``for`` / ``against``: ``p_holm < alpha`` and the advantage is positive / negative;
     - ``within ground-truth error``: it would be decided, but ``margins[(versus, metric)]`` (the
       error the reference itself puts on this advantage) exceeds a third of the advantage;
@@ -185,6 +190,8 @@ def compare_family(per_image, method: str, versus, higher_is_better: dict, *, cl
             return "not run"
         if r["n"] < min_n:
             return f"n < {min_n}"
+        if clusters is not None and r["n_clusters"] < min_clusters:
+            return f"photographs < {min_clusters}"
         if not r["p_holm"] < alpha:
             return "undecided"
         if np.isnan(r["margin"]):
