@@ -62,7 +62,8 @@ def test_relative_error_and_reference_error():
     coefs = {"a": torch.randn(6, 12, generator=torch.Generator().manual_seed(0)),
              "b": torch.randn(6, 12, generator=torch.Generator().manual_seed(1))}
     one = torch.randn(1, 6, 12)
-    assert all(v == 0 for v in metrics.reference_error(coefs, one, "a", ["b"], top_k=3, exact=True).values())
+    exact = metrics.reference_error(coefs, one, "a", ["b"], top_k=3, exact=True)
+    assert len(exact) == 4 and all(v == metrics.agreement.EXACT_ERROR for v in exact.values())
     assert all(np.isnan(v) for v in metrics.reference_error(coefs, one, "a", ["b"], top_k=3).values())
     # two seeds: by hand, the advantage in relative error under each seed, spread / sqrt(2)
     seeds = torch.randn(2, 6, 12, generator=torch.Generator().manual_seed(2))
