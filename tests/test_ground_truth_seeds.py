@@ -99,7 +99,9 @@ def test_explain_all_shap_seeds_and_estimator(tmp_path):
     s = split(tiny_cnn(K=6), "1")
     x = images(2)
     one = explaining.explain_all(s, x, ["shap-cam"], cache_dir=tmp_path, shap_nsamples=32, seed=3)["shap-cam"]
-    assert one.extras["seed"] == 3 and "per_seed" not in one.extras
+    assert one.extras["seed"] == 3 and one.extras["estimator"] == "kernel"
+    # one seed: per_seed is the estimate itself, and the ground truth's own error is unknown (NaN)
+    assert torch.equal(one.extras["per_seed"], one.coefficients[None]) and one.extras["error"].isnan().all()
     same = explaining.explain_all(s, x, ["shap-cam"], cache_dir=tmp_path, shap_nsamples=32, seed=3,
                                   shap_seeds=1)["shap-cam"]
     assert same.extras["cached"].all() and torch.equal(same.coefficients, one.coefficients)
