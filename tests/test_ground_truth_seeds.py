@@ -11,6 +11,7 @@ import liftcam
 from liftcam import explaining, shapley
 from liftcam.core import cam_maps
 from liftcam.models import split
+from test_shapley import Counting  # the head wrapper that counts evaluated rows
 
 
 def tiny_cnn(K=8, classes=5, seed=0):
@@ -23,18 +24,6 @@ def tiny_cnn(K=8, classes=5, seed=0):
 def images(B=3, size=8, seed=1):
     torch.manual_seed(seed)
     return torch.rand(B, 3, size, size)
-
-
-class Counting(nn.Module):
-    """Wraps a head; counts the rows it evaluates."""
-
-    def __init__(self, head):
-        super().__init__()
-        self.inner, self.rows = head, 0
-
-    def forward(self, a):
-        self.rows += a.shape[0]
-        return self.inner(a)
 
 
 # ------------------------------------------------------------------------------------------
