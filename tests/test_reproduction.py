@@ -237,3 +237,19 @@ def test_a_setting_column_splits_a_folder_into_settings(claims, tmp_path):
     v = rp.verdicts(claims, settings, n_boot=50)["verdict"]
     assert v["claim1", "demo: vgg16-shaped"] == "holds" and v["claim1", "demo: resnet50-shaped"] == "contradicted"
     assert v["claim4", "demo: vgg16-shaped"] == v["claim4", "demo: resnet50-shaped"] == "not resolved"   # shared table
+
+
+def test_claim2_times_come_from_notebook_07_when_it_ran(claims, tmp_path):
+    folder = make_folder(tmp_path / "a")
+    rows = [("method", "LIFT-CAM", "batch 1", 1, 9.0), ("method", "LIFT-CAM", "batched", 8, 0.05),
+            ("method", "Grad-CAM", "batched", 8, 0.04), ("method", "Score-CAM", "batched", 2, 0.06),
+            ("method", "Ablation-CAM", "batched", 2, 0.5), ("floor", "one forward pass", "batched", 8, 0.03)]
+    pd.DataFrame(rows, columns=["row", "label", "call", "images", "seconds per image"]).set_index(
+        ["row", "label", "call"]).to_csv(folder / "cost.csv")
+    s = rp.read_settings({"A": folder})[0]
+    t = rp.seconds_per_image(s)
+    assert t["LIFT-CAM"] == 0.05 and "one forward pass" not in t       # the batched call, methods only
+    comp = rp.comparisons(_by_id(claims, "claim2"), s, n_boot=50).set_index(["versus", "metric"])
+    # 0.06 / 0.05 < 2: undecided from notebook 07's table, where notebook 03's (9.88 / 0.0456) said "for"
+    assert comp.loc[("Score-CAM", "seconds per image"), "decision"] == "undecided"
+    assert comp.loc[("Ablation-CAM", "seconds per image"), "decision"] == "for"           # 0.5 / 0.05 = 10

@@ -38,6 +38,7 @@ def test_peak_memory_sees_a_transient_allocation_and_returns_the_result():
 
     m = timing.peak_memory(allocate, interval=0.001)
     assert m.result == 1.0
+    assert 0 < m.seconds < 60                              # the call's own wall time
     assert m.rss >= 150 * 2**20
     assert m.cuda is None
     small = timing.peak_memory(lambda: torch.zeros(10).sum())
@@ -49,3 +50,41 @@ def test_rss_tracks_held_memory():
     held = np.ones(100 * 2**20 // 8)
     assert timing.rss() - before >= 80 * 2**20
     del held
+
+
+# --------------------------------------------------------------------------------------------
+# The cost table of notebook 07
+
+def test_method_floor_is_built_from_the_measured_pieces():
+    pieces = {"forward": 0.5, "model per input": 0.25, "head per evaluation": 0.01}
+    assert timing.method_floor("score-cam", 40, pieces) == ("K forward passes", 10.0)          # 40 x 0.25
+    assert timing.method_floor("grad-cam", 40, pieces) == ("one forward pass", 0.5)
+    assert timing.method_floor("ablation-cam", 40, pieces) == ("forward + 40 head evaluations", pytest.approx(0.9))
+    assert timing.method_floor("lime-cam", 40, pieces) == ("forward + 40 head evaluations", pytest.approx(0.9))
+    name, sec = timing.method_floor("lime-cam", 40, pieces, {"n_samples": 100})
+    assert (name, sec) == ("forward + 100 head evaluations", pytest.approx(1.5))
+    name, sec = timing.method_floor("shap-cam", 40, pieces, {"nsamples": 300})
+    assert (name, sec) == ("forward + 300 head evaluations", pytest.approx(3.5))
+
+
+def test_cost_table_times_every_method_at_batch_1_and_batched(resnet50):
+    x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    methods = ["grad-cam", "lift-cam", "ablation-cam"]
+    df = timing.cost_table(resnet50, x, methods, batched=3, costly_batched=2, repeats=1, progress=False,
+                           options={"ablation-cam": {"batch_size": 512}})
+    m = df[df.row == "method"].set_index(["method", "call"])
+    assert set(m.index) == {(a, c) for a in methods for c in ("batch 1", "batched")}
+    assert m.loc[("grad-cam", "batched"), "images"] == 3 and m.loc[("ablation-cam", "batched"), "images"] == 2
+    assert (m["x Grad-CAM"].loc["grad-cam"] == 1).all()
+    np.testing.assert_allclose(m["x floor"], m["seconds per image"] / m["floor seconds per image"])
+    K = df.attrs["K"]
+    assert K == 2048
+    floor = m.loc[("ablation-cam", "batch 1")]
+    assert floor["floor"] == f"forward + {K} head evaluations"
+    p = df.attrs["pieces"]
+    assert floor["floor seconds per image"] == pytest.approx(p["forward"] + K * p["head per evaluation"])
+    floors = df[df.row == "floor"]
+    assert set(floors["method"]) == {"one forward pass", f"forward + {K} head evaluations"}
+    assert (floors["seconds per image"] > 0).all()
+    with pytest.raises(ValueError, match="at least one image"):
+        timing.cost_table(resnet50, x[:0], methods, progress=False)

@@ -16,7 +16,7 @@ import numpy as np
 
 __all__ = ["LABELS", "COLOURS", "MODEL_LABELS", "label", "colour", "setting", "setting_title", "common_images",
            "overlay", "map_grid", "map_gallery", "map_summary", "curve_panels", "interval_plot",
-           "agreement_vs_cost", "convergence_panels"]
+           "agreement_vs_cost", "cost_bars", "convergence_panels"]
 
 class _Trait(Mapping):
     """A read-only view ``{method: trait}`` of the registry (:func:`liftcam.core.register`)."""
@@ -422,6 +422,40 @@ def agreement_vs_cost(per_image, seconds: dict, panels, *, reference=None, n_boo
                  "near-equal times are spread sideways (true times in the .data.csv)", fontsize=10)
     fig.tight_layout()
     return fig, data
+
+
+def cost_bars(table, *, title: str = "", xlabel: str = "seconds per image"):
+    """Seconds per image of each method (bars, log scale) at batch 1 and batched, each with its cost
+    floor (a black tick): the table of :func:`liftcam.timing.cost_table`.
+
+    One row per method, fastest first (by its batch-1 time); two bars per method (batch 1, batched),
+    the floor of each bar drawn as a tick on it. Returns ``(fig, data)``: the drawn rows of the table.
+    """
+    import matplotlib.pyplot as plt
+
+    rows = table[table["row"] == "method"]
+    order = rows[rows["call"] == "batch 1"].sort_values("seconds per image")["method"].tolist()
+    order += [m for m in dict.fromkeys(rows["method"]) if m not in order]
+    calls = [c for c in ("batch 1", "batched") if (rows["call"] == c).any()]
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(order) * len(calls) + 1.6))
+    h = 0.8 / len(calls)
+    for j, c in enumerate(calls):
+        d = rows[rows["call"] == c].set_index("method").reindex(order)
+        y = np.arange(len(order)) + (j - (len(calls) - 1) / 2) * h
+        sizes = ", ".join(map(str, sorted(set(d["images"].dropna().astype(int)))))
+        ax.barh(y, d["seconds per image"], height=h * 0.9, color=[colour(m, i) for i, m in enumerate(order)],
+                alpha=1.0 if j == 0 else 0.55, hatch=None if j == 0 else "//", edgecolor="white",
+                label=c if c == "batch 1" else f"{c} ({sizes} images per call)")
+        ax.scatter(d["floor seconds per image"], y, marker="|", s=140, color="black", zorder=3,
+                   label="floor (what the method must at least compute)" if j == 0 else None)
+    ax.set_yticks(np.arange(len(order)), [label(m) for m in order])
+    ax.invert_yaxis()
+    ax.set_xscale("log"), ax.set_xlabel(xlabel), ax.grid(alpha=0.3, axis="x", which="both")
+    ax.legend(loc="lower right", fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig, rows[rows["method"].isin(order)].reset_index(drop=True)
 
 
 def convergence_panels(runs, spread, approx_error: dict, cos_to, cos_ref: dict, *, budget: int, reference,

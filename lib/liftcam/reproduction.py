@@ -36,7 +36,7 @@ from .plots import label
 
 __all__ = ["MIN_N", "TIME_FACTOR", "RULES", "VERDICTS", "TABLES", "Setting", "read_claims", "read_setting",
            "read_settings", "decide", "claim_kind", "ground_truth_error", "comparisons", "claim_verdict",
-           "verdicts", "verdict_table", "write_report"]
+           "verdicts", "verdict_table", "write_report", "seconds_per_image"]
 
 #: below this many images a comparison decides nothing, whatever its interval
 MIN_N = 10
@@ -59,7 +59,8 @@ RULES = [
     "float32 rounding, so exact ties stay ties). An "
     "ordering is decided only when the advantage is at least three times that error; otherwise it is **within "
     "ground-truth error**, and with one seed the error is unknown (**ground-truth error unknown**).",
-    "Times (claim 2) are one measurement per method in one run, without an interval: an ordering is decided "
+    "Times (claim 2) are notebook 07's batched calls (seconds per image, medians of a few calls for the "
+    "one-head-pass methods, one call for the costlier ones) in one run, without an interval: an ordering is decided "
     "when one method takes at least {factor} times the other's seconds per image. The bound 'about the cost of "
     "Grad-CAM' states no factor (paper_value and factor are null): its ratio is shown, and it enters no verdict.",
     "A claim **holds** when every comparison is for it; it is **contradicted** when any comparison is against "
@@ -73,6 +74,7 @@ TABLES = {
     "faithfulness_claims": "faithfulness_claims.csv",
     "pointing_game_claims": "pointing_game_claims.csv",
     "approximation_quality": "approximation_quality.csv",
+    "cost": "cost.csv",
     "approximation_claims": "approximation_claims.csv",
     "approximation_per_image": "approximation_vs_time.data.csv",
     "shap_convergence": "shap_convergence.data.csv",
@@ -82,7 +84,8 @@ TABLES = {
 #: which tables and figures each kind of claim stands on (links of the report, in this order)
 EVIDENCE = {
     "faithfulness": ["faithfulness_claims.md", "faithfulness.md", "faithfulness_curves.png"],
-    "approximation": ["approximation_claims.md", "approximation_quality.md", "approximation_vs_time.png", "shap_ground_truth.md",
+    "approximation": ["approximation_claims.md", "approximation_quality.md", "approximation_vs_time.png", "cost.md",
+                      "shap_ground_truth.md",
                       "shap_convergence.png", "toy_agreement.md", "toy_agreement_scatter.png"],
     "pointing": ["pointing_game_claims.md", "pointing_game.md", "pointing_game.png"],
     "qualitative": ["qualitative_maps.png"],
@@ -357,8 +360,19 @@ def _paired_rows(claim, table, method_col, versus_col, metric_of) -> list[dict]:
     return rows
 
 
+def seconds_per_image(setting: Setting):
+    """``{method label: seconds per image}`` of a setting: notebook 07's batched calls (``cost.csv``),
+    else notebook 03's times (``approximation_quality.csv``); None when neither exists."""
+    cost, quality = setting.tables.get("cost"), setting.tables.get("approximation_quality")
+    if cost is not None:
+        rows = cost[(cost["row"] == "method") & (cost["call"] == "batched")]
+        rows = rows if len(rows) else cost[cost["row"] == "method"]
+        return rows.groupby("label")[TIME].last()
+    return None if quality is None else quality.set_index("method")[TIME]
+
+
 def _approximation_rows(claim, setting: Setting, *, n_boot: int, seed: int) -> list[dict]:
-    per_image, quality = setting.tables.get("approximation_per_image"), setting.tables.get("approximation_quality")
+    per_image = setting.tables.get("approximation_per_image")
     gt = ground_truth_error(setting)
     margin = gt["margin"] if gt else None
     rows = []
@@ -384,7 +398,7 @@ def _approximation_rows(claim, setting: Setting, *, n_boot: int, seed: int) -> l
                 rows.append(_row(label(other), m["name"], c["mean"], c["low"], c["high"], c["n"],
                                  decide(c["low"], c["high"], c["n"], margin=margin), _side(c["low"], c["high"], margin, c["n"])))
         elif m["name"] == TIME:
-            t = None if quality is None else quality.set_index("method")[TIME]
+            t = seconds_per_image(setting)
             mine = None if t is None else t.get(label(claim["method"]))
             for other in m.get("versus", claim["versus"]):
                 theirs = None if t is None else t.get(label(other))
@@ -398,8 +412,8 @@ def _approximation_rows(claim, setting: Setting, *, n_boot: int, seed: int) -> l
                                  {"for": "above", "against": "below"}.get(decision, "across"),
                                  f"{_fmt(mine)} s vs {_fmt(theirs)} s"))
     bound = claim.get("bound")
-    if bound and quality is not None:                     # reported, never decided: no factor is stated
-        t = quality.set_index("method")[bound["name"]]
+    t = seconds_per_image(setting)
+    if bound and t is not None:                           # reported, never decided: no factor is stated
         mine, ref = t.get(label(claim["method"])), t.get(label(bound["relative_to"]))
         if mine is not None and ref is not None:
             factor = bound.get("factor")

@@ -13,11 +13,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+import numpy as np
 import torch
 
 from .core import explain
 
-__all__ = ["seconds_per_image", "Timing", "measure", "interleaved", "Memory", "peak_memory", "rss"]
+__all__ = ["seconds_per_image", "Timing", "measure", "interleaved", "Memory", "peak_memory", "rss", "FLOORS",
+           "floor_seconds", "method_floor", "cost_table"]
 
 
 def _sync(device: torch.device | None):
@@ -116,6 +118,7 @@ class Memory:
     rss: int                     # resident set size (host), sampled every ``interval`` seconds
     cuda: int | None = None      # torch.cuda.max_memory_allocated above the start; None off CUDA
     result: object = field(default=None, repr=False)
+    seconds: float = float("nan")  # wall-clock seconds of the call (CUDA synchronised), sampling included
 
 
 def peak_memory(fn: Callable[[], object], *, device=None, interval: float = 0.002) -> Memory:
@@ -143,15 +146,17 @@ def peak_memory(fn: Callable[[], object], *, device=None, interval: float = 0.00
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
+    t0 = time.perf_counter()
     try:
         result = fn()
         _sync(device if cuda else None)
     finally:
+        seconds = time.perf_counter() - t0
         done.set()
         thread.join()
     peak[0] = max(peak[0], rss())
     extra_cuda = torch.cuda.max_memory_allocated(device) - cuda0 if cuda else None
-    return Memory(peak[0] - start, extra_cuda, result)
+    return Memory(peak[0] - start, extra_cuda, result, seconds)
 
 
 def seconds_per_image(model, images: torch.Tensor, methods: Iterable[str], *, repeats: int = 1,
@@ -173,3 +178,144 @@ def seconds_per_image(model, images: torch.Tensor, methods: Iterable[str], *, re
         t = measure(lambda m=m, opts=opts: explain(model, images, method=m, **opts), repeats=repeats, warmup=0, device=dev)
         out[m] = sorted(t.times)[len(t.times) // 2] / len(images)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# The cost comparison (notebook 07): every method at batch 1 and batched, beside its cost floor
+
+#: what each method must at least compute, by its registry cost class (``liftcam.core.COSTS``)
+FLOORS = {"head": "one forward pass",
+          "score-cam": "K forward passes",
+          "per-map": "forward + K head evaluations",
+          "sampling": "forward + n head evaluations"}
+
+
+def _evaluations(method: str, K: int, options: dict) -> int:
+    """Head evaluations per image of a sampling or per-map method (its floor's n)."""
+    if method == "shap-cam":
+        from .shapley import _resolve_nsamples
+        return _resolve_nsamples(options.get("nsamples"), K)
+    if method == "lime-cam":
+        return int(options.get("n_samples") or K)
+    return K
+
+
+def _no_grad(fn, *args):
+    with torch.inference_mode():
+        return fn(*args)
+
+
+def floor_seconds(model, image: torch.Tensor, *, chunk: int = 64, repeats: int = 3) -> dict[str, float]:
+    """Seconds of the three pieces every method's cost is made of, on one image, without autograd.
+
+    ``forward``: the whole model on the image; ``model per input``: the whole model per input in
+    a chunk of ``chunk`` copies (what each of Score-CAM's masked images costs); ``head per
+    evaluation``: the head per row of a chunk of ``chunk`` copies of the image's activations (what
+    each coalition of Ablation-, LIME- and SHAP-CAM costs). Medians of ``repeats`` calls after a
+    warm-up.
+    """
+    dev = model.device
+    x = image[:1].to(dev)
+    xs = x.expand(chunk, *x.shape[1:]).contiguous()
+    with torch.inference_mode():
+        rows = model.body(x).expand(chunk, -1, -1, -1).contiguous()
+        t = interleaved({"forward": lambda: model(x), "chunk": lambda: model(xs), "head": lambda: model.head(rows)},
+                        repeats=repeats, warmup=2, device=dev)
+    return {"forward": t["forward"].median, "model per input": t["chunk"].median / chunk,
+            "head per evaluation": t["head"].median / chunk}
+
+
+def method_floor(method: str, K: int, pieces: dict[str, float], options: dict | None = None) -> tuple[str, float]:
+    """``(name, seconds per image)`` of ``method``'s floor (:data:`FLOORS`) from :func:`floor_seconds`."""
+    from .core import lookup
+
+    cost = lookup(method).cost
+    if method == "score-cam":
+        return FLOORS["score-cam"], K * pieces["model per input"]
+    if cost == "head":
+        return FLOORS["head"], pieces["forward"]
+    n = _evaluations(method, K, options or {})
+    return FLOORS[cost].replace("K", str(K)) if cost == "per-map" else FLOORS[cost].replace(" n ", f" {n} "), \
+        pieces["forward"] + n * pieces["head per evaluation"]
+
+
+def cost_table(model, images: torch.Tensor, methods: Iterable[str], *, batched: int = 8, costly_batched: int = 2,
+               repeats: int = 3, options: dict | None = None, chunk: int = 64, progress: bool = True):
+    """Seconds per image of every method at batch 1 and batched, each beside its cost floor.
+
+    Each method is timed on ``images[:1]`` and on a batch of ``batched`` images (``costly_batched``
+    for the methods whose cost is not one head pass: Score-CAM, Ablation-, LIME- and SHAP-CAM,
+    which already batch their masked inputs). A method of one head pass is timed ``repeats``
+    times after a warm-up call, in turns with the forward pass of the same batch
+    (:func:`interleaved`); a costlier one once, without warm-up (its start-up costs are
+    milliseconds against seconds). Floors (:func:`floor_seconds`, measured on the first image,
+    per image): one forward pass; K forward passes (Score-CAM); one forward pass plus the head
+    evaluations the method makes (Ablation-CAM: K, LIME-CAM: ``n_samples``, SHAP-CAM:
+    ``nsamples``); the forward pass in them is the batch-1 forward pass timed in turns with the
+    one-head-pass methods, when there are any. ``options`` maps a method to its keyword options (as :func:`seconds_per_image`).
+
+    Returns a DataFrame, one row per (row kind, name, images per call): ``row`` ("method" or
+    "floor"), ``method`` (name), ``call`` ("batch 1" or "batched"), ``images`` per call, ``seconds per image`` (median / images),
+    ``min``/``max`` per image, ``calls`` timed, ``floor`` (its name), ``floor seconds per image``,
+    ``x floor`` and ``x Grad-CAM`` (over Grad-CAM's seconds per image in the same ``call``: at
+    batch 1, or batched; NaN without Grad-CAM).
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from .core import lookup
+
+    options = options or {}
+    methods = list(methods)
+    dev = model.device
+    images = images.to(dev)
+    if len(images) == 0:
+        raise ValueError("cost_table needs at least one image")
+    K = model.body(images[:1]).shape[1]
+    pieces = floor_seconds(model, images[:1], chunk=chunk, repeats=repeats)
+    rows = []
+    sizes = sorted({1, min(batched, len(images))})
+    cheap = [m for m in methods if lookup(m).cost == "head"]
+    costly = [m for m in methods if m not in cheap]
+    bar = tqdm(total=len(sizes) * len(methods), desc="timing", unit="call", disable=not progress)
+    for b in sizes:
+        x = images[:b]
+        calls = {"forward": lambda x=x: _no_grad(model, x)}
+        calls |= {m: (lambda m=m, x=x: explain(model, x, method=m, **options.get(m, {}))) for m in cheap}
+        t = interleaved(calls, repeats=repeats, device=dev) if cheap else {}
+        bar.update(len(cheap))
+        for m in cheap:
+            rows.append(("method", m, b, t[m].median / b, t[m].min / b, t[m].max / b, repeats))
+        forward = t["forward"].median / b if cheap else pieces["forward"]
+        rows.append(("floor", FLOORS["head"], b, forward, forward, forward, repeats))
+    for b in sorted({1, min(costly_batched, len(images))}):
+        for m in costly:
+            t = measure(lambda m=m, x=images[:b]: explain(model, x, method=m, **options.get(m, {})),
+                        repeats=1, warmup=0, device=dev)
+            rows.append(("method", m, b, t.median / b, t.min / b, t.max / b, 1))
+            bar.update(1)
+    bar.close()
+    one = [r[3] for r in rows if r[0] == "floor" and r[2] == 1]
+    if one:                                                   # the forward pass timed in turns, with more repeats
+        pieces["forward"] = one[0]
+    df = pd.DataFrame(rows, columns=["row", "method", "images", "seconds per image", "min", "max", "calls"])
+    floors = []
+    for r in df.itertuples():
+        if r.row != "method":
+            floors.append((None, float("nan")))
+        elif lookup(r.method).cost == "head":               # the forward pass of the same batch, timed in turns
+            f = df[(df.row == "floor") & (df.images == r.images)]["seconds per image"]
+            floors.append((FLOORS["head"], float(f.iloc[0]) if len(f) else pieces["forward"]))
+        else:
+            floors.append(method_floor(r.method, K, pieces, options.get(r.method)))
+    df["floor"] = [f[0] for f in floors]
+    df["floor seconds per image"] = [f[1] for f in floors]
+    for name in sorted({f[0] for f in floors if f[0] and f[0] != FLOORS["head"]}):   # the other floors as rows
+        sec = next(s for f, s in floors if f == name)
+        df.loc[len(df)] = ["floor", name, 1, sec, sec, sec, repeats, None, float("nan")]
+    df.insert(2, "call", np.where(df["images"] == 1, "batch 1", "batched"))
+    df["x floor"] = df["seconds per image"] / df["floor seconds per image"]
+    grad = df[(df.row == "method") & (df.method == "grad-cam")].set_index("call")["seconds per image"]
+    df["x Grad-CAM"] = (df["seconds per image"] / df["call"].map(grad)).where(df.row == "method")
+    df.attrs.update(K=K, pieces=pieces)
+    return df
