@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Sample", "ImageSet", "ImageReadError", "load_image", "samples", "sample_names", "image_set",
            "ANNOTATIONS", "WNIDS", "IMAGENET_CSV", "imagenet_wnids", "imagenet_annotations",
-           "check_paper_inputs", "PaperInputsError", "views", "TEXTURES"]
+           "check_paper_inputs", "PaperInputsError", "views", "TEXTURES", "controlled_set"]
 
 #: The shipped annotation file: ``<repository>/data/samples.json``.
 ANNOTATIONS = Path(__file__).resolve().parents[2] / "data" / "samples.json"
@@ -225,6 +225,12 @@ def image_set(model, images: str = "samples", *, limit: int | None = None, sampl
       ``accept = [label]``.
     - ``"imagenet"``: the folder named by the environment variable ``IMAGENET``
       (``make reproduce PROFILE=vgg16 IMAGENET=/path`` sets it).
+    - ``"controlled"``: generated scenes of the controlled benchmark (:func:`controlled_set`): the
+      held-out scenes of :func:`liftcam.controlled.heldout`, never trained on, with exact boxes.
+      There the scenes are already independent random draws, so ``sample=n`` and ``limit=n`` both
+      give the *first* n held-out scenes (both given: the first ``min`` of them; neither: the
+      ``n_test`` = 1000 scenes on which the models' accuracy is measured); ``seed`` does not change
+      them, and ``views`` must be None or 1.
 
     Choosing images: ``sample=n`` draws n images at random (``numpy.random.default_rng(seed)``,
     without replacement, kept in file order): the same n for the same folder and seed. ``limit=n``
@@ -260,6 +266,12 @@ def image_set(model, images: str = "samples", *, limit: int | None = None, sampl
     import torch
 
     limit, sample = _count(limit, "limit"), _count(sample, "sample")
+    if isinstance(images, str) and images == "controlled":
+        if views not in (None, 1):
+            raise ValueError(f"views={views!r}: views (flips, crops, placements) are made of photographs; the "
+                             "controlled scenes are generated, each independent: use views=None (views: null)")
+        n = min([c for c in (limit, sample) if c is not None], default=None)
+        return controlled_set(model, n)
     n_views = _views_count(views, "views")
     if isinstance(images, str) and images == "imagenet":
         images = _imagenet_from_env()
@@ -315,6 +327,47 @@ def image_set(model, images: str = "samples", *, limit: int | None = None, sampl
                       "An image left without boxes is not counted by the pointing game", UserWarning, stacklevel=2)
     return ImageSet(x, [r[0] for r in records], [r[2] for r in records], [r[3] for r in records], boxes,
                     sources=[r[5] for r in records])
+
+
+def controlled_set(model, n: int | None = None, *, config=None):
+    """The first ``n`` held-out scenes of the controlled benchmark, ready for ``model``.
+
+    Scenes ``n_train .. n_train + n - 1`` of the generator's stream (:func:`liftcam.controlled.heldout`
+    of ``config``, default :class:`liftcam.controlled.Config`): never trained on; ``n`` None: the
+    ``n_test`` scenes of the accuracy measurement, any larger n continues the same stream. Returns a
+    :class:`liftcam.controlled.Scenes` (an :class:`ImageSet`): labels = the object classes (indices into
+    :data:`liftcam.controlled.CLASSES`), ``accept = [[label]]``, ``boxes`` the exact tight box of the
+    pasted object's pixels (end-exclusive, in the model's pixels), ``masks`` those pixels,
+    ``sources == names`` (each scene independent). When ``model.preprocess`` maps the scenes' size to
+    itself (the controlled models) the generated tensors are used as they are; another
+    :class:`~liftcam.models.ImageTransform` (an ImageNet model) resizes images and masks (nearest) and
+    maps the boxes.
+    """
+    import torch
+
+    from . import controlled
+    from .models import ImageTransform
+
+    config = controlled.Config() if config is None else config
+    scenes = controlled.heldout(config, n)
+    p = getattr(model, "preprocess", None)
+    size = config.size
+    if isinstance(p, ImageTransform):
+        geometry = p._geometry(size, size)
+        if geometry[4:6] == (size, size) and geometry[:4] == (1.0, 1.0, 0, 0):
+            return scenes
+        to_pil = lambda x: Image.fromarray((x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+        nearest = ImageTransform(p.resize, p.crop, interpolation="nearest")
+        images = torch.stack([p(to_pil(x)) for x in scenes.images])
+        masks = torch.stack([nearest(Image.fromarray(m.numpy().astype(np.uint8) * 255))[0] > 0.5
+                             for m in scenes.masks])
+        boxes = [p.map_boxes(b, (size, size)) for b in scenes.boxes]
+        return controlled.Scenes(images=images, names=scenes.names, labels=scenes.labels, accept=scenes.accept,
+                                 boxes=boxes, masks=masks, objects=scenes.objects)
+    if p is None:
+        return scenes
+    raise ValueError(f"the controlled scenes are {size} x {size} tensors; a model whose preprocess is "
+                     f"{p!r} (not a liftcam ImageTransform) cannot take them")
 
 
 # --------------------------------------------------------------------------------------------

@@ -42,8 +42,9 @@ __all__ = ["explain_cached", "explain_all", "to_npz", "cache_folder", "VERSION",
 VERSION = 2
 #: Options that change how a result is computed, not the result: they do not enter the cache key.
 NOT_IN_KEY = HOW_OPTIONS
-#: explain_all's ways to compute SHAP-CAM: KernelSHAP (any head), or the closed form (additive heads)
-SHAP_ESTIMATORS = ("kernel", "closed-form")
+#: explain_all's ways to compute SHAP-CAM: KernelSHAP (any head), the closed form (additive heads), or the
+#: enumeration of all 2^K coalitions (any head, K <= 20); the exact ones are ``liftcam.shapley.EXACT_ESTIMATORS``
+SHAP_ESTIMATORS = ("kernel", "closed-form", "exact")
 
 
 def cache_folder(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -144,16 +145,19 @@ def explain_all(model: SplitModel, images: Tensor, methods, *, cache_dir: str | 
         global average pooling then a linear layer (EfficientNet-Lite0 at ``bn2``, ResNet50 at
         ``layer4``) and a ``NotAdditiveError`` otherwise; ``shap_nsamples`` and ``shap_seeds``
         are not used, nothing is cached (K + 1 head passes per image).
+      - ``"exact"``: :func:`liftcam.shapley.exact_ground_truth`, all 2^K coalitions through the head
+        (exact for any head; K <= 20, else a ``ValueError`` naming K), cached in ``<cache_dir>/shap``;
+        ``shap_nsamples`` and ``shap_seeds`` are not used.
 
       ``options["shap-cam"]`` goes to that function (e.g. ``key``, ``batch_size``). Whatever the
       estimator, its ``extras`` hold ``per_seed`` (S, B, K), ``error`` (B,: NaN with one seed, 0 for
-      the closed form), ``cached`` and ``estimator``.
+      the exact estimators, :data:`liftcam.shapley.EXACT_ESTIMATORS`), ``cached`` and ``estimator``.
     - the others: :func:`explain_cached`, cached in ``<cache_dir>/maps``.
 
         >>> exps = explain_all(s, x, ["grad-cam", "score-cam", "shap-cam"], limits={"score-cam": 3},
         ...                    shap_nsamples=2688, cache_dir="data/cache")
     """
-    from .shapley import closed_form_shapley, ground_truth, ground_truth_seeds
+    from .shapley import closed_form_shapley, exact_ground_truth, ground_truth, ground_truth_seeds
 
     if shap_estimator not in SHAP_ESTIMATORS:
         raise ValueError(f"unknown shap_estimator {shap_estimator!r}; choose one of {', '.join(SHAP_ESTIMATORS)}")
@@ -178,6 +182,9 @@ def explain_all(model: SplitModel, images: Tensor, methods, *, cache_dir: str | 
             shap_dir = None if cache_dir is None else Path(cache_dir) / "shap"
             if shap_estimator == "closed-form":
                 out[m] = closed_form_shapley(model, images[:n], **options.get(m, {}))
+            elif shap_estimator == "exact":
+                out[m] = exact_ground_truth(model, images[:n], cache_dir=shap_dir, progress=progress,
+                                            **options.get(m, {}))
             elif seeds is None:
                 out[m] = ground_truth(model, images[:n], nsamples=shap_nsamples, seed=seed, cache_dir=shap_dir,
                                       progress=progress, **options.get(m, {}))
@@ -195,11 +202,13 @@ def explain_all(model: SplitModel, images: Tensor, methods, *, cache_dir: str | 
 
 def _ground_truth_extras(e: Explanation) -> None:
     """The same extras whatever the estimator: ``per_seed`` (S, B, K), ``error`` (B,) (the ground truth's own
-    relative error: NaN with one seed, 0 for the closed form), ``cached`` (B,) and ``estimator``."""
+    relative error: NaN with one seed, 0 for the exact estimators), ``cached`` (B,) and ``estimator``."""
+    from .shapley import EXACT_ESTIMATORS
+
     x = e.extras
     x.setdefault("estimator", "kernel")
     x.setdefault("per_seed", e.coefficients.detach()[None])
-    exact = x["estimator"] == "closed-form"
+    exact = x["estimator"] in EXACT_ESTIMATORS
     x.setdefault("error", torch.zeros(len(e.coefficients)) if exact else torch.full((len(e.coefficients),), torch.nan))
     x.setdefault("cached", torch.zeros(len(e.coefficients), dtype=torch.bool))
 

