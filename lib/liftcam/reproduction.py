@@ -31,7 +31,7 @@ import pandas as pd
 import yaml
 
 from . import metrics
-from .models import MODELS
+from .models import CONTROLLED_MODELS, MODELS
 from .plots import label
 
 __all__ = ["MIN_N", "TIME_FACTOR", "RULES", "VERDICTS", "TABLES", "Setting", "read_claims", "read_setting",
@@ -55,8 +55,9 @@ RULES = [
     "photographs, it gives no decision (**n < {min_n}**, **photographs < {min_clusters}**).",
     "Agreement with SHAP-CAM (claim 2) is measured against a ground truth with an error of its own: the mean of "
     "several KernelSHAP seeds (its error on each advantage is the spread of that advantage over the seeds, "
-    "divided by the square root of their number), or the exact closed form on a linear head (its error is then "
-    "float32 rounding, so exact ties stay ties). An "
+    "divided by the square root of their number), or exact values: the closed form on a linear head, or all 2^K "
+    "coalitions evaluated when K is small (the controlled benchmark); their error is float32 rounding, so exact ties "
+    "stay ties. An "
     "ordering is decided only when the advantage is at least three times that error; otherwise it is **within "
     "ground-truth error**, and with one seed the error is unknown (**ground-truth error unknown**).",
     "Times (claim 2) are notebook 07's batched calls (seconds per image, medians of a few calls for the "
@@ -100,7 +101,8 @@ BUDGETS = {
     "views": "images per bundled photograph: itself and its exact views (null: the photographs only)",
     "shap_images": "images with a SHAP-CAM ground truth (null: every image)",
     "shap_seeds": "KernelSHAP seeds averaged into the ground truth",
-    "shap_estimator": "ground truth: KernelSHAP (kernel) or the exact closed form of a linear head",
+    "shap_estimator": "ground truth: KernelSHAP (kernel), the exact closed form of a linear head (closed-form) or "
+                      "all 2^K coalitions (exact)",
     "lime_cam_images": "images LIME-CAM runs on (null: every image)",
     "curve_images": "images with deletion / insertion curves (null: every image)",
     "sensitivity_images": "images of the check of the curves' step against 224 pixels per step",
@@ -158,6 +160,9 @@ class Setting:
         layer = self.parameter("layer")
         if layer is None and self.model in MODELS:
             return MODELS[self.model].layer
+        if layer is None and self.model in CONTROLLED_MODELS:
+            from .controlled import LAYERS
+            return LAYERS[CONTROLLED_MODELS[self.model][0]]
         return layer
 
     def _distinct(self, key: str) -> list:
@@ -615,6 +620,8 @@ def _claim_section(claim: dict, settings: list[Setting], table: pd.DataFrame, st
             if gt and "estimator" in gt:
                 text += ("; the ground truth is the exact closed form (up to float32 rounding)"
                          if gt["estimator"] == "closed-form" else
+                         "; the ground truth is exact: all 2^K coalitions evaluated (up to float32 rounding)"
+                         if gt["estimator"] == "exact" else
                          f"; the ground truth (KernelSHAP, nsamples = {_fmt(gt['nsamples'])}, mean of {_fmt(gt['seeds'])} "
                          f"seed(s)) has a median relative error of {_fmt(gt['relative'])} per image ({gt['n']} images)")
             elif gt:
@@ -648,6 +655,12 @@ def _deviations(settings: list[Setting], paper_params: dict | None) -> list[str]
                    f"(profile `{s.parameter('profile')}`).")
     out.append("- The paper: " + ", ".join(f"`{m}` at `{MODELS[m].layer}`" for m in paper_models)
                + ", on ILSVRC-2012 validation images (not available offline: see docs/paper.md, section 5).")
+    if any(str(s.model).startswith("controlled") for s in settings):
+        out.append("- The `controlled_*` settings are not the paper's models: small VGG- and ResNet-shaped CNNs trained "
+                   "here (`liftcam.controlled`) on generated 64-pixel scenes, one pasted object of 10 shape classes on "
+                   "crops of bundled photographs, with exact boxes. They test the claims' orderings where the answer "
+                   "is known exactly (K = 16 maps: exact Shapley values) and the images are independent, not the "
+                   "paper's numbers on ImageNet.")
     if any(s.model == "efficientnet_lite0" and s.layer == "blocks.6" for s in settings):
         out.append("- EfficientNet-Lite0's `blocks.6` ends in a linear projection (no ReLU): its maps are signed, "
                    "unlike those of VGG16's and ResNet50's layers, and a CAM weighs them with signed coefficients.")
@@ -661,6 +674,9 @@ def _deviations(settings: list[Setting], paper_params: dict | None) -> list[str]
             "### Preprocessing", ""]
     for m in dict.fromkeys([s.model for s in settings if s.model in MODELS] + paper_models):
         out.append(f"- `{m}`: `{MODELS[m].preprocess!r}`.")
+    if any(s.model in CONTROLLED_MODELS for s in settings):
+        out.append("- `controlled_*`: the generated scenes are already at the nets' input size (64 x 64, in [0, 1]); "
+                   "no resize, crop or normalisation.")
     out += ["", "The authors' code resizes VGG16's and ResNet50's inputs straight to the model's input size, without "
             "a crop, as the `vgg16` and `resnet50` entries above do; EfficientNet-Lite0 keeps its own preprocessing "
             "(shorter side resized, centre crop).",
