@@ -13,8 +13,9 @@ One run, one process, the same model object, images and device for every impleme
 
 Protocol: an untimed warm-up call (it also measures the call's peak memory), then ``repeats``
 timed calls, the implementations of one method taking turns; median, min and max; CUDA synchronised
-where present. Cost floors in the same run:
-one forward pass of the batch, B*K full forward passes (Score-CAM, pytorch-grad-cam's
+where present. A costly call (seconds: Score-CAM, the peers' Ablation-CAM, SHAP-CAM) runs once, timed
+while its peak memory is sampled. Cost floors in the same run:
+one forward pass of the batch (in turns with LIFT-CAM), B*K full forward passes (Score-CAM, pytorch-grad-cam's
 Ablation-CAM), n head evaluations (Ablation-, LIME-, SHAP-CAM). Then growth with batch size and
 with the number of maps K (random heads), and RSS before/after many repeated calls (hooks
 released). Writes figures/bench/*.{csv,md,json} and figures/bench/speedup.png; prints the
@@ -276,7 +277,8 @@ def side_by_side(name, s, a, dev):
             times = timing.interleaved(ok, repeats=max(p[4] for p in pending), warmup=0, device=dev) if ok else {}
         for method, impl, _fn, images, _repeats, extra in pending:
             t = times.get((impl, images), timing.Timing([float("nan")]))
-            rows.append(row(name, method, impl, images, t, mems.get((impl, images)), maps=K, **extra))
+            r = row(name, method, impl, images, t, mems.get((impl, images)), maps=K, **extra)
+            (floors if impl == "floor" else rows).append({**r, "calls measured": 1} if impl == "floor" else r)
         pending.clear()
 
     # Grad-CAM family: ours, pytorch-grad-cam, torchcam
@@ -285,10 +287,12 @@ def side_by_side(name, s, a, dev):
         add(m, "pytorch-grad-cam", pgc_call(s, x, pgc_name), len(x))
         add(m, "torchcam", torchcam_call(s, x, tc_name), len(x))
         flush()
-    # LIFT-CAM: ours and the authors' captum DeepLift (where captum is right)
+    # LIFT-CAM: ours and the authors' captum DeepLift (where captum is right), in turns with its floor, the
+    # forward pass of the same batch (timed apart, a load change between the two would move the ratio)
     add("lift-cam", "liftcam", ours(s, x, "lift-cam"), len(x))
     if name != "efficientnet_lite0":
         add("lift-cam", "authors (captum DeepLift)", authors_lift_cam(s, x), len(x))
+    add("forward", "floor", nograd(s, x), len(x))
     flush()
     # Ablation-CAM: ours re-runs the head; pytorch-grad-cam the whole model per ablated map
     add("ablation-cam", "liftcam", ours(s, x, "ablation-cam", batch_size=a.batch_size), len(x))
@@ -323,7 +327,6 @@ def side_by_side(name, s, a, dev):
 
     with torch.no_grad():
         A = s.body(x)
-    floor("forward", nograd(s, x), 1, len(x))
     floor("forward", nograd(s, x1), 1, 1)
     if costly:
         chunk = x[:1].expand(min(a.batch_size, len(xc) * K), -1, -1, -1).contiguous()
