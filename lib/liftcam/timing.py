@@ -247,8 +247,9 @@ def cost_table(model, images: torch.Tensor, methods: Iterable[str], *, batched: 
     for the methods whose cost is not one head pass: Score-CAM, Ablation-, LIME- and SHAP-CAM,
     which already batch their masked inputs). A method of one head pass is timed ``repeats``
     times after a warm-up call, in turns with the forward pass of the same batch
-    (:func:`interleaved`); a costlier one once, without warm-up (its start-up costs are
-    milliseconds against seconds). Floors (:func:`floor_seconds`, measured on the first image,
+    (:func:`interleaved`); a costlier one once per batch size, after one untimed call on one image
+    (the first call of a method can pay seconds of imports and set-up, e.g. LIME-CAM's captum and
+    scikit-learn). Floors (:func:`floor_seconds`, measured on the first image,
     per image): one forward pass; K forward passes (Score-CAM); one forward pass plus the head
     evaluations the method makes (Ablation-CAM: K, LIME-CAM: ``n_samples``, SHAP-CAM:
     ``nsamples``); the forward pass in them is the batch-1 forward pass timed in turns with the
@@ -289,9 +290,9 @@ def cost_table(model, images: torch.Tensor, methods: Iterable[str], *, batched: 
         forward = t["forward"].median / b if cheap else pieces["forward"]
         rows.append(("floor", FLOORS["head"], b, forward, forward, forward, repeats))
     for b in sorted({1, min(costly_batched, len(images))}):
-        for m in costly:
+        for m in costly:                                        # warm-up: the first call pays imports and set-up
             t = measure(lambda m=m, x=images[:b]: explain(model, x, method=m, **options.get(m, {})),
-                        repeats=1, warmup=0, device=dev)
+                        repeats=1, warmup=int(b == 1), device=dev)
             rows.append(("method", m, b, t.median / b, t.min / b, t.max / b, 1))
             bar.update(1)
     bar.close()
