@@ -27,7 +27,8 @@ def test_compare_family_decides_by_holm_and_no_verdict_below_ten():
     assert _family(b + 1.0, b, higher=False)["verdict"] == "against"          # lower is better
     assert _family(b[:9] + 1.0, b[:9])["verdict"] == "n < 10"
     noise = rng.normal(size=30)
-    assert _family(b + noise * 0.01, b + noise * 0.01)["verdict"] == "undecided"
+    assert _family(b + noise, b)["verdict"] == "interval contains 0"
+    assert _family(b + noise * 0.01, b + noise * 0.01)["verdict"] == "tie"          # identical on every image
 
 
 def test_compare_family_holm_matches_hand_adjustment():
@@ -52,8 +53,90 @@ def test_compare_family_margin_rule_and_clusters():
     assert _family(a, b, margins={("b", "m"): 0.33})["verdict"] == "for"
     assert _family(a, b, margins={("b", "m"): float("nan")})["verdict"] == "ground-truth error unknown"
     row = _family(a, b, clusters=np.repeat(np.arange(4), 10))
-    assert row["n"] == 40 and row["n_clusters"] == 4 and row["verdict"] == "photographs < 5"
+    assert row["n"] == 40 and row["n_clusters"] == 4 and row["verdict"] == "cannot be decided with 4 photographs"
+    assert row["p_min"] == 2 / 16 and row["family"] == 1
     assert _family(a, b, clusters=np.repeat(np.arange(8), 5))["verdict"] == "for"
+
+
+def test_sign_flip_known_answers():
+    """G = 9 clusters all of one sign: 2 of 2^9 patterns are as extreme (all + and all -); G = 3: 2 of 8."""
+    assert metrics.sign_flip_test(np.arange(1.0, 10.0)) == 2 / 512
+    assert metrics.sign_flip_test(-np.arange(1.0, 10.0)) == 2 / 512
+    assert metrics.sign_flip_test([1.0, 2.0, 3.0]) == 0.25
+    # by cluster: 27 views of 3 photographs are 3 clusters, whatever the views say
+    assert metrics.sign_flip_test(np.arange(1.0, 28.0), np.repeat([0, 1, 2], 9)) == 0.25
+    # by hand, G = 3, means 1, 2, -2.5: |sum| = 0.5; patterns with |s . m| >= 0.5 are all but none below: 8 / 8
+    assert metrics.sign_flip_test([1.0, 2.0, -2.5]) == 1.0
+    # G = 4, means 3, 1, 1, 1 (|sum| 6): only +-(3, 1, 1, 1) reach 6, 2 / 16
+    assert metrics.sign_flip_test([3.0, 1.0, 1.0, 1.0]) == 2 / 16
+    assert np.isnan(metrics.sign_flip_test([float("nan")]))
+    assert metrics.smallest_p(9) == 2 / 512 and metrics.smallest_p(3) == 0.25
+    # above 20 clusters: seeded random patterns, p = (hits + 1) / (draws + 1) >= 1 / (draws + 1)
+    p = metrics.sign_flip_test(np.ones(30), draws=999)
+    assert p == 1 / 1000 and metrics.sign_flip_test(np.ones(30), draws=999, seed=1) == p
+
+
+def test_sign_flip_matches_brute_force_enumeration():
+    rng = np.random.default_rng(5)
+    from itertools import product
+    for G in (2, 5, 7):
+        m = rng.normal(size=G)
+        stats = [abs(np.dot(s, m)) for s in product([-1.0, 1.0], repeat=G)]
+        expected = np.mean([t >= abs(m.sum()) - 1e-12 for t in stats])
+        assert metrics.sign_flip_test(m) == expected
+
+
+def _null_data_sets(n_sets, G=9, views=12, seed=0):
+    """Paired differences under the null: a photograph's effect shared by its 12 views (correlated), plus noise."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n_sets):
+        yield np.repeat(rng.normal(size=G), views) + 0.5 * rng.normal(size=G * views)
+
+
+def test_sign_flip_is_calibrated_with_nine_correlated_clusters():
+    """Under the null, 9 photographs x 12 correlated views: p < 5% in at most 5% of 4000 seeded data sets.
+
+    The bootstrap p-value this replaced (twice the smaller share of cluster-bootstrap means on either side
+    of 0) rejects in about 10% of the same data sets, and gives p = 0 whenever all 9 clusters agree in sign."""
+    clusters = np.repeat(np.arange(9), 12)
+    data = list(_null_data_sets(4000))
+    rate = np.mean([metrics.sign_flip_test(d, clusters) < 0.05 for d in data])
+    assert 0.035 < rate <= 0.05                       # the exact level: 12 x 2 / 512 = 4.7%
+    boot = []
+    for i, d in enumerate(data[:1000]):
+        means = metrics.statistics._bootstrap_means(d, clusters, 1000, i)
+        boot.append(min(1.0, 2 * min((means <= 0).mean(), (means >= 0).mean())) < 0.05)
+    assert np.mean(boot) > 0.07                        # what the old p-value did: anti-conservative
+
+
+def test_family_records_g_smallest_p_family_and_cannot_be_decided():
+    """G = 9 and a family of 25: 25 x 2 / 512 = 0.098 > 5%: no data could decide; 10 photographs would."""
+    rng = np.random.default_rng(4)
+    clusters = np.repeat(np.arange(9), 12)
+    cols = {("a", f"m{i}"): rng.normal(size=108) + 5.0 for i in range(5)}
+    cols |= {(b, f"m{i}"): rng.normal(size=108) for b in "bcdef" for i in range(5)}
+    fam = metrics.compare_family(pd.DataFrame(cols), "a", list("bcdef"), {f"m{i}": True for i in range(5)},
+                                 clusters=clusters, n_boot=200)
+    assert (fam["family"] == 25).all() and (fam["n_clusters"] == 9).all() and (fam["p_min"] == 2 / 512).all()
+    assert (fam["p"] == 2 / 512).all()                # every cluster for a
+    assert (fam["verdict"] == "cannot be decided with 9 photographs").all()
+    assert metrics.clusters_needed(25) == 10 and metrics.smallest_p(10) * 25 <= 0.05 < metrics.smallest_p(9) * 25
+    # the same data, a family of 2: decided
+    two = metrics.compare_family(pd.DataFrame(cols), "a", ["b", "c"], {"m0": True}, clusters=clusters, n_boot=200)
+    assert (two["verdict"] == "for").all()
+
+
+def test_effect_margin_equivalent_and_within_the_margin():
+    rng = np.random.default_rng(6)
+    b = rng.normal(size=60)
+    small = b + 0.002 + 0.0005 * rng.normal(size=60)
+    assert _family(small, b, effect_margins={"m": 0.01})["verdict"] == "equivalent"
+    assert _family(small, b)["verdict"] == "for"                                  # no margin: a +0.002 gap decides
+    mid = b + 0.011 + 0.02 * rng.normal(size=60)                                 # interval straddles 0.01
+    assert _family(mid, b, effect_margins={"m": 0.01})["verdict"] == "within the margin"
+    assert _family(b + 1.0, b, effect_margins={"m": 0.01})["verdict"] == "for"
+    row = _family(b + 1.0, b, effect_margins={"m": 0.01})
+    assert row["effect margin"] == 0.01
 
 
 def test_relative_error_and_reference_error():

@@ -47,12 +47,24 @@ from .faithfulness import (  # noqa: F401
                            step_sensitivity,
 )
 from .localisation import energy_pointing_game
-from .statistics import MIN_CLUSTERS, MIN_N, compare, compare_family, holm, summarize
+from .statistics import (
+                           MIN_CLUSTERS,
+                           MIN_N,
+                           clusters_needed,
+                           compare,
+                           compare_family,
+                           decide,
+                           holm,
+                           sign_flip_test,
+                           smallest_p,
+                           summarize,
+)
 
 __all__ = [
     "Curves", "average_drop", "increase_in_confidence", "average_drop_in_deletion", "deletion",
     "insertion", "energy_pointing_game", "cosine_similarity", "relative_error", "agreement_per_image",
     "reference_error", "AGREEMENT", "spearman", "top_k_overlap", "summarize",
     "faithfulness", "step_sensitivity", "HIGHER_IS_BETTER", "compare", "compare_family", "MIN_N", "MIN_CLUSTERS", "holm",
+    "sign_flip_test", "smallest_p", "clusters_needed", "decide",
     "TOLERANCE", "DEFAULT_BATCH_SIZE",
 ]

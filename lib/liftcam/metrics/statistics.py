@@ -1,5 +1,13 @@
-"""Statistics of per-image values: bootstrap summaries (also by cluster), paired comparisons, Holm."""
+"""Statistics of per-image values: bootstrap summaries (also by cluster), paired comparisons, Holm.
+
+Intervals are percentile-bootstrap intervals; p-values never come from counting bootstrap resamples
+(with G clusters a bootstrap p is 0 as soon as no resample crosses 0, whatever G): they come from an
+exact sign-flip randomisation test on the cluster means of the paired differences
+(:func:`sign_flip_test`), whose smallest attainable two-sided p is ``2 / 2^G``.
+"""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from torch import Tensor
@@ -75,6 +83,87 @@ def _summary(values, n_boot, ci, seed, clusters) -> tuple[dict, np.ndarray | Non
     return dict(mean=float(x.mean()), low=float(low), high=float(high), n=n, n_nan=int(nan.sum()), **extra), means
 
 
+#: up to this many clusters the sign-flip test enumerates all 2^G sign patterns; above, it draws SIGN_FLIP_DRAWS
+EXACT_MAX_CLUSTERS = 20
+#: random sign patterns above EXACT_MAX_CLUSTERS clusters (p = (hits + 1) / (draws + 1))
+SIGN_FLIP_DRAWS = 20_000
+
+
+def _cluster_means(x: np.ndarray, clusters: np.ndarray | None) -> np.ndarray:
+    """The mean of ``x`` (n,) within each cluster (G,), or ``x`` itself without clusters."""
+    if clusters is None:
+        return x
+    _, inverse = np.unique(clusters, return_inverse=True)
+    return np.bincount(inverse, weights=x) / np.bincount(inverse)
+
+
+def smallest_p(n_clusters: int, *, draws: int = SIGN_FLIP_DRAWS) -> float:
+    """The smallest two-sided p a sign-flip test can reach with G clusters: ``2 / 2^G`` (1 when G = 0).
+
+    Above :data:`EXACT_MAX_CLUSTERS` clusters the test draws ``draws`` random patterns, and its
+    p-value is at least ``1 / (draws + 1)``.
+
+        >>> smallest_p(9), smallest_p(3)
+        (0.00390625, 0.25)
+    """
+    if n_clusters <= 0:
+        return 1.0
+    exact = min(1.0, 2.0 / 2.0 ** n_clusters)
+    return exact if n_clusters <= EXACT_MAX_CLUSTERS else max(exact, 1.0 / (draws + 1))
+
+
+def clusters_needed(family: int, *, alpha: float = 0.05) -> int:
+    """The fewest independent clusters whose smallest sign-flip p, times ``family`` (Holm), is at most ``alpha``.
+
+        >>> clusters_needed(25), clusters_needed(1)
+        (10, 6)
+    """
+    family = max(1, int(family))
+    return int(math.ceil(math.log2(2.0 * family / alpha) - 1e-12))
+
+
+def sign_flip_test(d, clusters=None, *, draws: int = SIGN_FLIP_DRAWS, seed: int = 0) -> float:
+    """Two-sided p-value of "no difference" from paired differences ``d`` (n,): an exact sign-flip test.
+
+    Fisher's randomisation test for paired data, by cluster: under the null the G cluster means
+    ``m_g`` of the differences are symmetric about 0, so each sign pattern ``s`` in {-1, 1}^G is as
+    likely as the observed one. ``p`` is the share of patterns with ``|sum_g s_g m_g| >= |sum_g m_g|``:
+    all 2^G of them when ``G <= EXACT_MAX_CLUSTERS`` (exact), otherwise ``draws`` seeded random
+    ones with ``p = (hits + 1) / (draws + 1)``. NaN values are left out; no value left: NaN. Each
+    cluster weighs the same (its mean), which is what makes the test valid when views of one
+    photograph are correlated. The smallest attainable p is :func:`smallest_p` (2 / 512 at G = 9).
+
+        >>> sign_flip_test([1.0, 2.0, 3.0])                 # G = 3, all positive: 2 of 8 patterns
+        0.25
+    """
+    d = np.asarray(d.detach().cpu() if isinstance(d, Tensor) else d, dtype=np.float64).ravel()
+    c = _clusters(clusters, d.size)
+    ok = ~np.isnan(d)
+    d = d[ok]
+    if d.size == 0:
+        return float("nan")
+    m = _cluster_means(d, None if c is None else c[ok])               # (G,)
+    observed = abs(m.sum())
+    # patterns whose statistic equals the observed one up to rounding count as hits (ties of the null)
+    tol = 1e-9 * max(np.abs(m).sum(), 1e-300)
+    G = m.size
+    if G <= EXACT_MAX_CLUSTERS:
+        hits = 0
+        bits = np.arange(G)
+        chunk = 1 << 16
+        for start in range(0, 1 << G, chunk):
+            codes = np.arange(start, min(start + chunk, 1 << G))
+            signs = 1.0 - 2.0 * ((codes[:, None] >> bits) & 1)                    # (chunk, G)
+            hits += int((np.abs(signs @ m) >= observed - tol).sum())
+        return hits / float(1 << G)
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for start in range(0, draws, 4096):
+        signs = rng.choice(np.array([-1.0, 1.0]), size=(min(4096, draws - start), G))
+        hits += int((np.abs(signs @ m) >= observed - tol).sum())
+    return (hits + 1) / (draws + 1)
+
+
 def compare(a, b, *, higher_is_better: bool = True, n_boot: int = 1000, ci: float = 0.95, seed: int = 0,
             min_n: int = 2, clusters=None, pvalue: bool = False) -> dict:
     """Paired comparison of two methods' per-image values: how much better ``a`` is than ``b``.
@@ -83,8 +172,10 @@ def compare(a, b, *, higher_is_better: bool = True, n_boot: int = 1000, ci: floa
     where either value is NaN (not computed, undefined) are left out. Returns :func:`summarize`
     of the advantages (``mean``, ``low``, ``high``, ``n``, ``n_nan``; by cluster, with
     ``n_clusters``, when ``clusters`` is given), with ``pvalue=True`` also ``p``: the two-sided
-    bootstrap p-value of "no difference" (twice the smaller share of bootstrap means on either
-    side of 0, at most 1; feed a family of them to :func:`holm`), and ``better``: True when the whole interval lies above 0 (a is
+    p-value of "no difference" from the exact sign-flip test on the cluster (or image) means of
+    the advantages (:func:`sign_flip_test`; feed a family of them to :func:`holm`) and ``p_min``,
+    the smallest p that test can give with these clusters (:func:`smallest_p`), and ``better``:
+    True when the whole interval lies above 0 (a is
     better), False when below 0 (b is better), None when it contains 0 or fewer than ``min_n``
     images (or clusters) are left (one image gives an interval of zero width, which decides
     nothing). With a handful of images the percentile bootstrap interval is too narrow (n = 3
@@ -98,11 +189,13 @@ def compare(a, b, *, higher_is_better: bool = True, n_boot: int = 1000, ci: floa
     if a.ndim != 1 or a.shape != b.shape:
         raise ValueError(f"compare needs two per-image vectors of the same length (one value per image, in the "
                          f"same order), got shapes {a.shape} and {b.shape}; use NaN where a value is missing")
-    s, means = _summary(a - b if higher_is_better else b - a, n_boot, ci, seed, clusters)
+    d = a - b if higher_is_better else b - a
+    s, means = _summary(d, n_boot, ci, seed, clusters)
     used = s.get("n_clusters", s["n"])
     better = None if used < min_n else True if s["low"] > 0 else False if s["high"] < 0 else None
-    if pvalue:
-        s["p"] = float("nan") if means is None else float(min(1.0, 2 * min((means <= 0).mean(), (means >= 0).mean())))
+    if pvalue:                            # never from the bootstrap means: with G clusters they give p = 0 too easily
+        s["p"] = float("nan") if means is None else sign_flip_test(d, clusters, seed=seed)
+        s["p_min"] = float("nan") if means is None else smallest_p(used)
     return {**s, "better": better}
 
 
@@ -133,33 +226,91 @@ def holm(p) -> np.ndarray:
 
 #: below this many images a comparison decides nothing
 MIN_N = 10
-#: with a cluster bootstrap, below this many clusters (source photographs) a comparison decides nothing:
-#: k clusters give at most C(2k - 1, k) distinct resamples (10 for k = 3, 126 for k = 5)
+#: with clusters, below this many a comparison decides nothing (kept for callers; the sign-flip test's smallest p,
+#: 2 / 2^G, already rules out G < 6 for a family of one at 5%: "cannot be decided with G photographs")
 MIN_CLUSTERS = 5
+#: two per-image vectors whose differences are all within this (relative to their size) are the same by construction
+TIE_TOLERANCE = 1e-6
+
+
+def cannot_decide(n_clusters: int) -> str:
+    """The decision of a comparison that no data could decide with ``n_clusters`` photographs (see :func:`decide`)."""
+    return f"cannot be decided with {int(n_clusters)} photographs"
+
+
+def decide(mean: float, low: float, high: float, *, n: int, n_clusters: int, p_holm: float, family: int,
+           alpha: float = 0.05, margin: float = 0.0, error: float = 0.0, tie: bool = False,
+           min_n: int = MIN_N) -> str:
+    """The decision of one comparison of a family, in this order (the first that applies):
+
+    - ``not run`` (n = 0), ``n < min_n``;
+    - ``tie``: the two methods give the same value on every image (identical by construction);
+    - ``cannot be decided with G photographs``: the sign-flip test's smallest p with G clusters,
+      times the family size (Holm's factor for the smallest p), exceeds ``alpha``, whatever the data;
+    - ``equivalent``: the interval lies inside ``(-margin, margin)``, the smallest difference that matters;
+    - ``interval contains 0`` / ``not significant after Holm``: ``p_holm >= alpha``;
+    - ``ground-truth error unknown`` (``error`` NaN) / ``within ground-truth error``: the reference's own
+      error on this advantage exceeds a third of it;
+    - ``within the margin``: significant, but the interval reaches inside the margin;
+    - ``for`` / ``against``: significant and the whole interval beyond ``+margin`` / ``-margin``.
+
+        >>> decide(0.5, 0.2, 0.8, n=30, n_clusters=9, p_holm=0.01, family=1, margin=0.1)
+        'for'
+        >>> decide(0.5, 0.2, 0.8, n=30, n_clusters=9, p_holm=0.1, family=25)
+        'cannot be decided with 9 photographs'
+    """
+    if n == 0:
+        return "not run"
+    if n < min_n:
+        return f"n < {min_n}"
+    if tie:
+        return "tie"
+    if smallest_p(n_clusters) * max(int(family), 1) > alpha:
+        return cannot_decide(n_clusters)
+    margin = float(margin or 0.0)
+    if margin > 0 and -margin < low and high < margin:
+        return "equivalent"
+    if not p_holm < alpha:
+        return "interval contains 0" if low <= 0 <= high else "not significant after Holm"
+    if error is None or np.isnan(error):
+        return "ground-truth error unknown"
+    if error and not (3 * error <= abs(mean)):
+        return "within ground-truth error"
+    if (mean > 0 and low > margin) or (mean < 0 and high < -margin):
+        return "for" if mean > 0 else "against"
+    return "within the margin"
+
+
+def _tie(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether ``a`` and ``b`` agree on every image both have, up to float rounding (the same by construction)."""
+    ok = ~(np.isnan(a) | np.isnan(b))
+    if not ok.any():
+        return False
+    scale = max(float(np.abs(a[ok]).max()), float(np.abs(b[ok]).max()), 1.0)
+    return bool(np.abs(a[ok] - b[ok]).max() <= TIE_TOLERANCE * scale)
+
+
+COLUMNS = ["method", "versus", "metric", "mean", "low", "high", "n", "n_clusters", "p", "p_min", "family", "p_holm",
+           "margin", "effect margin", "verdict"]
 
 
 def compare_family(per_image, method: str, versus, higher_is_better: dict, *, clusters=None, n_boot: int = 1000,
                    ci: float = 0.95, seed: int = 0, alpha: float = 0.05, min_n: int = MIN_N,
-                   min_clusters: int = MIN_CLUSTERS, margins=None):
+                   min_clusters: int = MIN_CLUSTERS, margins=None, effect_margins=None):
     """One claim's family of paired comparisons, Holm-corrected: ``method`` against each of ``versus``.
 
     ``per_image`` maps ``(method, metric)`` to a per-image vector (a pandas DataFrame with those
     two-level columns, or a dict; NaN where a method did not run on an image); ``higher_is_better``
-    maps each metric to its direction. Each row is :func:`compare` (with ``clusters``: the cluster
-    bootstrap, e.g. by source photograph) plus ``p_holm``, the Holm-adjusted p-value over the
-    whole family (every baseline x metric), and a ``verdict``:
+    maps each metric to its direction. Each row is :func:`compare` (``p`` from the exact sign-flip
+    test on the cluster means, e.g. by source photograph; the interval from the cluster bootstrap)
+    plus ``n_clusters`` (G), ``p_min`` (the smallest p attainable with G clusters), ``family`` (the
+    number of p-values Holm corrects over: every baseline x metric of the claim), ``p_holm``,
+    ``margin`` (``margins[(versus, metric)]``: the error the ground truth itself puts on the
+    advantage; NaN when unknown), ``effect margin`` (``effect_margins[metric]``: the smallest
+    difference that matters) and the ``verdict`` of :func:`decide`. ``min_clusters`` is kept for
+    callers: the sign-flip rule ("cannot be decided with G photographs") already covers it.
 
-    - ``n < min_n``: fewer than ``min_n`` images decide nothing;
-    - ``photographs < min_clusters``: with ``clusters``, fewer than ``min_clusters`` of them decide
-      nothing either (a bootstrap over 3 clusters has 10 distinct resamples);
-    - ``for`` / ``against``: ``p_holm < alpha`` and the advantage is positive / negative;
-    - ``within ground-truth error``: it would be decided, but ``margins[(versus, metric)]`` (the
-      error the reference itself puts on this advantage) exceeds a third of the advantage;
-      ``ground-truth error unknown`` when that margin is NaN (not measured);
-    - ``undecided`` otherwise.
-
-    Returns a DataFrame with columns method, versus, metric, mean, low, high, n, n_clusters, p,
-    p_holm, margin, verdict, in the order of ``versus`` x ``higher_is_better``.
+    Returns a DataFrame with columns :data:`COLUMNS`, in the order of ``versus`` x ``higher_is_better``.
 
         >>> import pandas as pd
         >>> df = pd.DataFrame({("a", "m"): range(12), ("b", "m"): [x - 1.0 for x in range(12)]})
@@ -169,6 +320,7 @@ def compare_family(per_image, method: str, versus, higher_is_better: dict, *, cl
     import pandas as pd
 
     margins = dict(margins or {})
+    effect_margins = dict(effect_margins or {})
     rows = []
     for other in versus:
         for metric, higher in higher_is_better.items():
@@ -180,26 +332,12 @@ def compare_family(per_image, method: str, versus, higher_is_better: dict, *, cl
                         pvalue=True, min_n=1)
             rows.append({"method": method, "versus": other, "metric": metric, "mean": c["mean"], "low": c["low"],
                          "high": c["high"], "n": c["n"], "n_clusters": c.get("n_clusters", c["n"]), "p": c["p"],
-                         "margin": margins.get((other, metric), 0.0)})
-    df = pd.DataFrame(rows, columns=["method", "versus", "metric", "mean", "low", "high", "n", "n_clusters", "p",
-                                     "margin"])
+                         "p_min": c["p_min"], "margin": margins.get((other, metric), 0.0),
+                         "effect margin": float(effect_margins.get(metric, 0.0) or 0.0), "tie": _tie(a, b)})
+    df = pd.DataFrame(rows, columns=[*COLUMNS[:-1], "tie"])
+    df["family"] = int(df["p"].notna().sum())
     df["p_holm"] = holm(df["p"].to_numpy()) if len(df) else []
-
-    def verdict(r):
-        if r["n"] == 0:
-            return "not run"
-        if r["n"] < min_n:
-            return f"n < {min_n}"
-        if clusters is not None and r["n_clusters"] < min_clusters:
-            return f"photographs < {min_clusters}"
-        if not r["p_holm"] < alpha:
-            return "undecided"
-        if np.isnan(r["margin"]):
-            return "ground-truth error unknown"
-        if r["margin"] and not (3 * r["margin"] <= abs(r["mean"])):
-            return "within ground-truth error"
-        return "for" if r["mean"] > 0 else "against"
-
-    df["verdict"] = [verdict(r) for _, r in df.iterrows()] if len(df) else []
-    return df[["method", "versus", "metric", "mean", "low", "high", "n", "n_clusters", "p", "p_holm", "margin",
-               "verdict"]]
+    df["verdict"] = [decide(r["mean"], r["low"], r["high"], n=r["n"], n_clusters=r["n_clusters"], p_holm=r["p_holm"],
+                            family=r["family"], alpha=alpha, margin=r["effect margin"], error=r["margin"], tie=r["tie"],
+                            min_n=min_n) for _, r in df.iterrows()] if len(df) else []
+    return df[COLUMNS]
