@@ -304,10 +304,18 @@ def test_energy_pointing_game_refuses_boxes_it_cannot_score():
     close(energy_pointing_game(maps, [[(2, 2, 9, 9)]]), [maps[0, 2:, 2:].sum() / maps.sum()])   # clipped
 
 
-def test_energy_pointing_game_zero_map_is_nan():
-    maps = torch.zeros(2, 3, 5)
+def test_energy_pointing_game_scores_an_empty_map():
+    """An all-zero map is scored, never dropped: the box's share of the frame (a constant map's score) by
+    default, 0 under the other rule; dropping (NaN) only on request. An image without boxes stays NaN."""
+    maps = torch.zeros(3, 3, 5)
     maps[1, 0, 0] = 1.0
-    close(energy_pointing_game(maps, [[(0, 0, 1, 1)], [(0, 0, 1, 1)]]), [float("nan"), 1.0])
+    boxes = [[(0, 0, 2, 3)], [(0, 0, 1, 1)], []]              # box of image 0: 2 columns x 3 rows of 15 pixels
+    close(energy_pointing_game(maps, boxes), [6 / 15, 1.0, float("nan")])
+    close(energy_pointing_game(torch.ones(1, 3, 5), boxes[:1]), [6 / 15])       # = a constant map
+    close(energy_pointing_game(maps, boxes, empty="zero"), [0.0, 1.0, float("nan")])
+    close(energy_pointing_game(maps, boxes, empty="nan"), [float("nan"), 1.0, float("nan")])
+    with pytest.raises(ValueError, match="empty must be one of"):
+        energy_pointing_game(maps, boxes, empty="drop")
 
 
 # --------------------------------------------------------------------------------------------

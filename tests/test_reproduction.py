@@ -102,7 +102,7 @@ def _input_numbers(folder: Path) -> set[str]:
 def test_decide_reads_the_interval_the_n_and_the_margin():
     assert rp.decide(0.1, 0.3, 10) == "for"
     assert rp.decide(-0.3, -0.1, 10) == "against"
-    assert rp.decide(-0.1, 0.3, 10) == "undecided"
+    assert rp.decide(-0.1, 0.3, 10) == "interval contains 0"
     assert rp.decide(0.1, 0.3, 9) == f"n < {rp.MIN_N}"           # no verdict below MIN_N, whatever the interval
     assert rp.decide(float("nan"), float("nan"), float("nan")) == "not run"
     assert rp.decide(0.01, 0.03, 50, margin=0.05) == "within ground-truth error"
@@ -113,8 +113,13 @@ def test_decide_reads_the_interval_the_n_and_the_margin():
 def test_claim_verdict_rules(claims):
     c3 = _by_id(claims, "claim3")
     assert rp.claim_verdict(c3, _table(["for"] * 4))[0] == "holds"
-    assert rp.claim_verdict(c3, _table(["for", "for", "against", "undecided"]))[0] == "contradicted"
-    assert rp.claim_verdict(c3, _table(["for", "undecided"])) == ("not resolved", "intervals contain 0")
+    assert rp.claim_verdict(c3, _table(["for", "for", "against", "interval contains 0"]))[0] == "contradicted"
+    assert rp.claim_verdict(c3, _table(["for", "interval contains 0"])) == ("not resolved", "interval contains 0: 1 of 2")
+    # the reasons say what stopped each comparison, most frequent first, with the counts
+    why = rp.claim_verdict(c3, _table(["tie", "equivalent", "tie", "cannot be decided with 9 photographs (10 needed)"]))
+    assert why == ("not resolved", "tie: 2 of 4; equivalent: 1 of 4; cannot be decided with 9 photographs (10 needed): "
+                                   "1 of 4")
+    assert rp.claim_verdict(c3, _table(["tie"] * 3)) == ("not resolved", "tie")
     verdict, why = rp.claim_verdict(c3, _table(["for", "n < 10"]))
     assert verdict == "not resolved" and "n < 10" in why
     assert rp.claim_verdict(c3, _table(["not run"] * 3))[0] == "not run"
@@ -161,7 +166,7 @@ def test_fewer_than_min_n_images_decide_nothing(claims, tmp_path):
     s = rp.read_settings({"A": make_folder(tmp_path / "a", lift_against="score-cam", n=rp.MIN_N - 1)})
     t = rp.verdicts(claims, s, n_boot=50).xs("A", level="setting")
     for cid in ["claim1", "claim2", "claim3", "claim4"]:
-        assert t.loc[cid, "verdict"] == "not resolved" and t.loc[cid, "shown as"] == f"not resolved (n < {rp.MIN_N})"
+        assert t.loc[cid, "verdict"] == "not resolved" and t.loc[cid, "shown as"].startswith(f"not resolved (n < {rp.MIN_N}")
 
 
 def test_missing_files_give_not_run(claims, tmp_path):
@@ -250,6 +255,106 @@ def test_claim2_times_come_from_notebook_07_when_it_ran(claims, tmp_path):
     t = rp.seconds_per_image(s)
     assert t["LIFT-CAM"] == 0.05 and "one forward pass" not in t       # the batched call, methods only
     comp = rp.comparisons(_by_id(claims, "claim2"), s, n_boot=50).set_index(["versus", "metric"])
-    # 0.06 / 0.05 < 2: undecided from notebook 07's table, where notebook 03's (9.88 / 0.0456) said "for"
-    assert comp.loc[("Score-CAM", "seconds per image"), "decision"] == "undecided"
+    # 0.06 / 0.05 < 2: not decided from notebook 07's table, where notebook 03's (9.88 / 0.0456) said "for"
+    assert comp.loc[("Score-CAM", "seconds per image"), "decision"] == "within a factor of 2"
     assert comp.loc[("Ablation-CAM", "seconds per image"), "decision"] == "for"           # 0.5 / 0.05 = 10
+
+
+# --------------------------------------------------------------------------------------------
+# Sign-flip tables: decided here with the claims file's margins; G, smallest p and family shown
+
+def _signflip_folder(folder: Path, claims, *, photographs=9, views=12, lift_gap=5.0, pointing_gap=0.002) -> Path:
+    """Tables as notebooks 05 and 06 write them now (compare_family with sign-flip p-values), from known per-image data."""
+    from liftcam import metrics
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    n = photographs * views
+    clusters = np.repeat(np.arange(photographs), views)
+    cols = {}
+    for b in BASELINES:
+        for m in METRICS:
+            cols[(b, m)] = rng.normal(size=n) + 50.0
+            cols[("lift-cam", m)] = cols.get(("lift-cam", m), rng.normal(size=n) + 50.0)
+    for m in METRICS:                                # LIFT-CAM better by lift_gap whatever the direction
+        cols[("lift-cam", m)] = cols[("grad-cam", m)] + (lift_gap if metrics.HIGHER_IS_BETTER[m] else -lift_gap)
+        cols[("shap-cam", m)] = cols[("lift-cam", m)]
+    df = pd.DataFrame(cols)
+    dirs = {m: metrics.HIGHER_IS_BETTER[m] for m in METRICS}
+    fam = pd.concat([metrics.compare_family(df, a, BASELINES, dirs, clusters=clusters, n_boot=100).assign(claim=c)
+                     for c, a in [(1, "shap-cam"), (3, "lift-cam")]], ignore_index=True)
+    fam = fam.rename(columns={"versus": "baseline"})
+    fam["method"], fam["baseline"] = fam["method"].map(label), fam["baseline"].map(label)
+    fam.set_index(["claim", "method", "baseline", "metric"]).to_csv(folder / "faithfulness_claims.csv")
+    _prov(folder / "faithfulness_claims.json", n_boot=100)
+    base = rng.uniform(0.2, 0.6, size=n)
+    pg = pd.DataFrame({(b, "pointing"): base for b in BASELINES} | {("lift-cam", "pointing"): base + pointing_gap})
+    for rule, stem in [(None, "pointing_game_claims"), ("empty maps score 0", "pointing_game_claims_sensitivity")]:
+        c = metrics.compare_family(pg if rule is None else pg.assign(**{}), "lift-cam", BASELINES, {"pointing": True},
+                                   clusters=clusters, n_boot=100)
+        c["method"], c["versus"] = c["method"].map(label), c["versus"].map(label)
+        c = c.drop(columns="metric")
+        if rule:
+            c["rule"] = rule
+        c.set_index(["method", "versus"]).to_csv(folder / f"{stem}.csv")
+        _prov(folder / f"{stem}.json", n_boot=100)
+    return folder
+
+
+def test_signflip_tables_are_decided_with_the_claims_margins(claims, tmp_path):
+    nine = rp.read_settings({"nine": _signflip_folder(tmp_path / "nine", claims)})
+    t = rp.verdicts(claims, nine, n_boot=50).xs("nine", level="setting")
+    # 9 photographs, a family of 25: 25 x 2 / 512 > 5%: no data could decide claims 1 and 3; 10 photographs would
+    assert t.loc["claim3", "shown as"] == "not resolved (cannot be decided with 9 photographs (10 needed))"
+    # the cell shows G, the smallest attainable p and the family size
+    assert "G = 9" in t.loc["claim3", "reproduced"] and "smallest p = 0.0039" in t.loc["claim3", "reproduced"]
+    assert "family = 25" in t.loc["claim3", "reproduced"]
+    # claim 4, a family of 5: decidable with 9 photographs (5 x 2 / 512 < 5%), but a +0.002 gap is inside the
+    # pointing margin (0.01): equivalent, not "for"
+    comp = rp.comparisons(_by_id(claims, "claim4"), nine[0])
+    assert set(comp["decision"]) == {"equivalent"} and set(comp["family"]) == {5}
+    assert t.loc["claim4", "shown as"] == "not resolved (equivalent)"
+    # the sensitivity row: the same claim under the other rule for empty maps, read from its own table
+    assert "claim4 (sensitivity)" in t.index and "empty maps score 0" in t.loc["claim4 (sensitivity)", "metric"]
+    # 12 photographs (25 x 2 / 4096 < 5%): decided, and gaps beyond the margin hold
+    twelve = rp.read_settings({"twelve": _signflip_folder(tmp_path / "twelve", claims, photographs=12, views=2,
+                                                          pointing_gap=0.05)})
+    t = rp.verdicts(claims, twelve, n_boot=50).xs("twelve", level="setting")
+    assert t.loc["claim4", "verdict"] == "holds" and t.loc["claim3", "verdict"] == "holds"
+    assert "G = 12" in t.loc["claim3", "reproduced"] and "smallest p = 0.0005" in t.loc["claim3", "reproduced"]
+
+
+def test_a_tie_by_construction_is_called_a_tie(claims, tmp_path):
+    folder = _signflip_folder(tmp_path / "tie", claims, photographs=12, views=2, pointing_gap=0.0)
+    comp = rp.comparisons(_by_id(claims, "claim4"), rp.read_settings({"t": folder})[0])
+    assert set(comp["decision"]) == {"tie"}
+    assert rp.claim_verdict(_by_id(claims, "claim4"), comp) == ("not resolved", "tie")
+
+
+def test_every_metric_of_the_claims_file_has_a_margin(claims, tmp_path):
+    for c in claims:
+        for m in c["metrics"]:
+            assert "margin" in m and (m["margin"] is None or m["margin"] > 0), (c["id"], m)
+    bad = tmp_path / "claims.yaml"
+    bad.write_text("claims:\n  - {id: x, metrics: [{name: AD, better: lower}]}\n")
+    with pytest.raises(ValueError, match="no margin"):
+        rp.read_claims(bad)
+
+
+def test_readme_outcome_block_is_generated_from_the_verdict_table(claims, tmp_path):
+    s = rp.read_settings({"A": make_folder(tmp_path / "a", lift_against="score-cam")})
+    table = rp.verdicts(claims, s, n_boot=50)
+    lines = rp.outcome_lines(table)
+    assert len(lines) == len(claims) and lines[2] == "- **Claim 3**: A: contradicted."
+    readme = tmp_path / "README.md"
+    start, end = rp.OUTCOME_MARKERS
+    readme.write_text(f"# Title\n\nintro\n{start}\nstale line\n{end}\nrest\n")
+    rp.write_outcome(readme, lines)
+    text = readme.read_text()
+    block = text.split(start)[1].split(end)[0]
+    assert block.strip("\n").splitlines() == lines                   # exactly what the table gives, nothing stale
+    assert text.startswith("# Title\n\nintro\n") and text.endswith(f"{end}\nrest\n")
+    assert rp.write_outcome(readme, lines) == text                   # a second run changes nothing
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="outcome"):
+        rp.write_outcome(readme, lines)

@@ -11,11 +11,13 @@ re-reads notebook 03's per-image values), so the same files give the same report
     >>> text = write_report(claims, settings, "REPORT.md")
 
 Verdict rules (:data:`RULES`, printed in the report): a claim is a set of paired comparisons
-(claimed method against each other method, on each metric). A comparison is *for* the claim when
-its 95% bootstrap interval lies above the margin, *against* when below minus the margin, else
-*undecided*; it gives no decision below ``MIN_N`` images. The claim *holds* when every comparison
-is for it, is *contradicted* when any is against it, is *not resolved* otherwise, and is *not run*
-when none of its tables exists.
+(claimed method against each other method, on each metric), one Holm family per claim and setting,
+with p-values from an exact sign-flip test over source photographs (``liftcam.metrics.decide``
+gives each comparison's decision: for, against, equivalent, tie, cannot be decided with G
+photographs, ...). The claim *holds* when every comparison is for it by more than its metric's
+margin (``margins`` of the claims file), is *contradicted* when any is against it by more than the
+margin, is *not resolved* otherwise (the reasons say which rule stopped it), and is *not run* when
+none of its tables exists. :func:`outcome_lines` turns the verdict table into the README's summary.
 """
 from __future__ import annotations
 
@@ -36,7 +38,8 @@ from .plots import label
 
 __all__ = ["MIN_N", "TIME_FACTOR", "RULES", "VERDICTS", "TABLES", "Setting", "read_claims", "read_setting",
            "read_settings", "decide", "claim_kind", "ground_truth_error", "comparisons", "claim_verdict",
-           "verdicts", "verdict_table", "write_report", "seconds_per_image"]
+           "verdicts", "verdict_table", "write_report", "seconds_per_image", "outcome_lines", "write_outcome",
+           "OUTCOME_MARKERS"]
 
 #: below this many images a comparison decides nothing, whatever its interval
 MIN_N = 10
@@ -47,12 +50,24 @@ RULES = [
     "Each quantitative claim is a set of paired comparisons: the claimed method against each method it is "
     "compared with, on each metric, over the images both explain (the tables of notebooks 03, 05 and 06; "
     "advantage > 0 means the claimed method is better, whatever the metric's direction).",
-    "Intervals and p-values come from a bootstrap that resamples whole source photographs (a cluster bootstrap: "
-    "the views of one photograph are not independent), {ci:g}% intervals. The comparisons of one claim in one "
-    "setting are one family: their p-values are Holm-corrected. A comparison is **for** the claim when its "
-    "Holm-adjusted p is below {alpha:g}% and the advantage is positive, **against** when below {alpha:g}% and negative, "
-    "**undecided** otherwise; with fewer than {min_n} images, or images from fewer than {min_clusters} source "
-    "photographs, it gives no decision (**n < {min_n}**, **photographs < {min_clusters}**).",
+    "The views of one photograph are not independent: the unit of every test is the source photograph (G of them). "
+    "Intervals are {ci:g}% bootstrap intervals that resample whole photographs; p-values come from an exact sign-flip "
+    "(randomisation) test on the photographs' mean differences (all 2^G sign patterns; G = 9 can give no p below "
+    "2 / 512), never from counting bootstrap resamples. The comparisons of one claim in one setting are one family "
+    "(its size is shown) and their p-values are Holm-corrected. A comparison whose smallest attainable p times the "
+    "family size exceeds {alpha:g}% **cannot be decided with G photographs**, whatever the data, and the number of "
+    "independent photographs that would be needed is given; below {min_n} images it gives no decision "
+    "(**n < {min_n}**).",
+    "Each metric has a margin, the smallest difference that matters (`margins` in the claims file, with the reason "
+    "for each). A comparison is **for** the claim when its Holm-adjusted p is below {alpha:g}% and its whole interval "
+    "lies above the margin, **against** when below minus the margin; **equivalent** when its interval lies inside "
+    "(-margin, margin); **tie** when the two methods give the same value on every image (identical by construction); "
+    "otherwise not decided, with the reason: **interval contains 0** or **not significant after Holm** (Holm p at "
+    "or above {alpha:g}%), **within the margin** (significant, but the interval reaches inside the margin).",
+    "An empty (all-zero) map is scored in every metric, never dropped: AD, IC and ADD see the image through it, "
+    "deletion and insertion order its pixels by index, and in the pointing game, where its share is 0 / 0, it "
+    "scores the box's share of the frame (the score of a constant map: it carries no information). Each table "
+    "counts the empty maps per method; a sensitivity row gives the verdict when an empty map scores 0 instead.",
     "Agreement with SHAP-CAM (claim 2) is measured against a ground truth with an error of its own: the mean of "
     "several KernelSHAP seeds (its error on each advantage is the spread of that advantage over the seeds, "
     "divided by the square root of their number), or exact values: the closed form on a linear head, or all 2^K "
@@ -64,8 +79,9 @@ RULES = [
     "one-head-pass methods, one call for the costlier ones) in one run, without an interval: an ordering is decided "
     "when one method takes at least {factor} times the other's seconds per image. The bound 'about the cost of "
     "Grad-CAM' states no factor (paper_value and factor are null): its ratio is shown, and it enters no verdict.",
-    "A claim **holds** when every comparison is for it; it is **contradicted** when any comparison is against "
-    "it; otherwise it is **not resolved** (the reasons in brackets); it is **not run** when none of its tables "
+    "A claim **holds** only when every comparison is for it by more than its margin; it is **contradicted** when "
+    "any comparison is against it by more than its margin; otherwise it is **not resolved**, with the reasons in "
+    "brackets (the rule that stopped each comparison, most frequent first); it is **not run** when none of its tables "
     "exists in the setting's figures folder. A qualitative claim (claim 5) is not resolved by a number; a claim "
     "that cannot be tested offline (claim 6) is **not reproduced offline**.",
 ]
@@ -74,6 +90,7 @@ RULES = [
 TABLES = {
     "faithfulness_claims": "faithfulness_claims.csv",
     "pointing_game_claims": "pointing_game_claims.csv",
+    "pointing_game_claims_sensitivity": "pointing_game_claims_sensitivity.csv",
     "approximation_quality": "approximation_quality.csv",
     "cost": "cost.csv",
     "approximation_claims": "approximation_claims.csv",
@@ -120,17 +137,37 @@ BUDGETS = {
 CI = inspect.signature(metrics.compare).parameters["ci"].default
 #: the family-wise level of the verdicts (liftcam.metrics.compare_family's default, which the notebooks use)
 ALPHA = inspect.signature(metrics.compare_family).parameters["alpha"].default
-DECISIONS = ("for", "against", "undecided", "within ground-truth error", "ground-truth error unknown", "not run")
-#: the verdicts of liftcam.metrics.compare_family are these decisions, and "n < MIN_N"
+DECISIONS = ("for", "against", "equivalent", "tie", "interval contains 0", "not significant after Holm",
+             "within the margin", "within ground-truth error", "ground-truth error unknown", f"within a factor of {TIME_FACTOR}",
+             "not run", "undecided")          # "undecided": the label of tables written before the sign-flip test
+#: the decisions of liftcam.metrics.decide are these, "n < MIN_N" and "cannot be decided with G photographs (...)"
+UNDECIDABLE = ("n < ", "cannot be decided with ", "photographs < ")
+#: the tables of the sensitivity rows (the other rule for empty maps), by kind of claim; each has a `rule` column
+SENSITIVITY = {"pointing": "pointing_game_claims_sensitivity"}
+#: the README's outcome summary lies between these lines (written by write_outcome)
+OUTCOME_MARKERS = ("<!-- outcome -->", "<!-- /outcome -->")
 
 
 # --------------------------------------------------------------------------------------------
 # Reading
 
 def read_claims(path) -> list[dict]:
-    """The claims of ``data/paper_claims.yaml`` (a list of dicts, in file order)."""
+    """The claims of ``data/paper_claims.yaml`` (a list of dicts, in file order).
+
+    Each metric entry gets its ``margin`` (the smallest difference that matters) from the file's
+    ``margins`` unless it states its own; a metric with no margin anywhere is a ValueError.
+    """
     doc = yaml.safe_load(Path(path).read_text())
-    return list(doc["claims"])
+    margins = doc.get("margins") or {}
+    claims = list(doc["claims"])
+    for c in claims:
+        for m in c["metrics"]:
+            if "margin" not in m:
+                if m["name"] not in margins:
+                    raise ValueError(f"{path}: metric {m['name']!r} of {c['id']} has no margin; add it under `margins:` "
+                                     "(the smallest difference that matters, with the reason in a comment)")
+                m["margin"] = margins[m["name"]]
+    return claims
 
 
 @dataclass
@@ -244,8 +281,10 @@ def read_settings(folders: dict) -> list[Setting]:
 def decide(low: float, high: float, n, *, margin: float | None = 0.0, min_n: int = MIN_N) -> str:
     """The decision of one paired comparison from its interval of the advantage and its n (see RULES).
 
+    For tables without p-values (older runs); new tables carry ``liftcam.metrics.decide``'s decision.
+
         >>> decide(0.1, 0.3, 20), decide(-0.3, -0.1, 20), decide(-0.1, 0.3, 20), decide(0.1, 0.3, 9)
-        ('for', 'against', 'undecided', 'n < 10')
+        ('for', 'against', 'interval contains 0', 'n < 10')
     """
     if n is None or (isinstance(n, float) and math.isnan(n)) or low is None or math.isnan(low):
         return "not run"
@@ -257,7 +296,7 @@ def decide(low: float, high: float, n, *, margin: float | None = 0.0, min_n: int
         return "for"
     if high < -margin:
         return "against"
-    return "within ground-truth error" if (low > 0 or high < 0) else "undecided"
+    return "within ground-truth error" if (low > 0 or high < 0) else "interval contains 0"
 
 
 def _side(low, high, margin=0.0, n=None) -> str | None:
@@ -333,16 +372,22 @@ def _interval(mean, low, high, n) -> str:
     return f"{_fmt(mean)} [{_fmt(low)}, {_fmt(high)}], n = {_fmt(n)}"
 
 
-def _row(versus, metric, mean, low, high, n, decision, side, reproduced=None) -> dict:
+def _row(versus, metric, mean, low, high, n, decision, side, reproduced=None, *, G=float("nan"),
+         p_min=float("nan"), family=float("nan")) -> dict:
     return {"versus": versus, "metric": metric, "mean": mean, "low": low, "high": high, "n": n,
             "reproduced": reproduced if reproduced is not None else (
                 "not run" if decision == "not run" else _interval(mean, low, high, n)),
-            "side": side, "decision": decision}
+            "side": side, "decision": decision, "G": G, "p_min": p_min, "family": family}
 
 
 def _paired_rows(claim, table, method_col, versus_col, metric_of) -> list[dict]:
-    """Comparisons read from a saved paired table (faithfulness_claims.csv, pointing_game_claims.csv)."""
-    rows = []
+    """Comparisons read from a saved paired table (faithfulness_claims.csv, pointing_game_claims.csv, ...).
+
+    A table with sign-flip p-values (a ``p_min`` column) is decided here, by ``liftcam.metrics.decide``:
+    Holm over this claim's rows of it, each metric's margin from the claims file, the ground truth's
+    error from its ``margin`` column; ``tie`` as the table says. An older table keeps its verdict.
+    """
+    hits = []
     for other in claim["versus"]:
         for m in claim["metrics"]:
             hit = None
@@ -351,17 +396,38 @@ def _paired_rows(claim, table, method_col, versus_col, metric_of) -> list[dict]:
                 if metric_of is not None:
                     sel &= table[metric_of] == m["name"]
                 hit = table[sel]
-            if hit is None or hit.empty:
-                rows.append(_row(label(other), m["name"], *[float("nan")] * 4, "not run", None))
-                continue
-            r = hit.iloc[0]
-            low, high, n = float(r["low"]), float(r["high"]), int(r["n"])
-            margin = float(r["margin"]) if "margin" in r and not pd.isna(r["margin"]) else 0.0
+            hits.append((other, m, None if hit is None or hit.empty else hit.iloc[0]))
+    signflip = table is not None and "p_min" in table
+    found = [r for _, _, r in hits if r is not None]
+    p_holm = metrics.holm([float(r["p"]) for r in found]) if signflip else []
+    family = int(np.isfinite([float(r["p"]) for r in found]).sum()) if signflip else None
+    rows, k = [], 0
+    for other, m, r in hits:
+        if r is None:
+            rows.append(_row(label(other), m["name"], *[float("nan")] * 4, "not run", None))
+            continue
+        low, high, n, mean = float(r["low"]), float(r["high"]), int(r["n"]), float(r["mean"])
+        error = float(r["margin"]) if "margin" in r and not pd.isna(r["margin"]) else (
+            float("nan") if "margin" in r else 0.0)
+        margin = float(m.get("margin") or 0.0)
+        G = int(r["n_clusters"]) if "n_clusters" in r else n
+        extra = {}
+        if signflip:
+            ph = float(p_holm[k])
+            k += 1
+            decision = metrics.decide(mean, low, high, n=n, n_clusters=G, p_holm=ph, family=family, margin=margin,
+                                      error=error, tie=str(r["verdict"]) == "tie")
+            extra = dict(G=G, p_min=float(r["p_min"]), family=family)
+            reproduced = _interval(mean, low, high, n) + (
+                f" ({G} photographs; p = {_fmt(float(r['p']), 4)}, smallest p = {_fmt(float(r['p_min']), 4)}, "
+                f"family = {family}, Holm p = {_fmt(ph, 4)})")
+        else:
+            k += 1
             decision = str(r["verdict"]) if "p_holm" in r else decide(low, high, n)   # compare_family's verdict
-            reproduced = _interval(float(r["mean"]), low, high, n) + (
-                f" ({int(r['n_clusters'])} photographs; Holm p = {_fmt(float(r['p_holm']))})" if "p_holm" in r else "")
-            rows.append(_row(label(other), m["name"], float(r["mean"]), low, high, n, decision,
-                             _side(low, high, margin, n=n), reproduced))
+            reproduced = _interval(mean, low, high, n) + (
+                f" ({G} photographs; Holm p = {_fmt(float(r['p_holm']))})" if "p_holm" in r else "")
+        rows.append(_row(label(other), m["name"], mean, low, high, n, decision,
+                         _side(low, high, error if error == error else 0.0, n=n), reproduced, **extra))
     return rows
 
 
@@ -412,7 +478,8 @@ def _approximation_rows(claim, setting: Setting, *, n_boot: int, seed: int) -> l
                     continue
                 lower = m["better"] == "lower"
                 ratio = theirs / mine if lower else mine / theirs
-                decision = "for" if ratio >= TIME_FACTOR else "against" if ratio <= 1 / TIME_FACTOR else "undecided"
+                decision = ("for" if ratio >= TIME_FACTOR else "against" if ratio <= 1 / TIME_FACTOR
+                            else f"within a factor of {TIME_FACTOR}")
                 rows.append(_row(label(other), TIME, mine, float("nan"), float("nan"), float("nan"), decision,
                                  {"for": "above", "against": "below"}.get(decision, "across"),
                                  f"{_fmt(mine)} s vs {_fmt(theirs)} s"))
@@ -429,16 +496,24 @@ def _approximation_rows(claim, setting: Setting, *, n_boot: int, seed: int) -> l
     return rows
 
 
-def comparisons(claim: dict, setting: Setting, *, n_boot: int = 1000, seed: int | None = None) -> pd.DataFrame:
+def comparisons(claim: dict, setting: Setting, *, n_boot: int = 1000, seed: int | None = None,
+                sensitivity: bool = False) -> pd.DataFrame:
     """The paired comparisons of one claim in one setting, each with its decision (see RULES).
 
     Columns: versus, metric, mean, low, high, n, reproduced (as printed), side (of the interval:
     above / below / across the margin, regardless of n) and decision. ``n_boot`` and ``seed`` are
     those of the paired bootstrap of claim 2 (the other claims read saved intervals); ``seed``
-    defaults to the run's seed from the provenance.
+    defaults to the run's seed from the provenance. ``sensitivity``: read the kind's sensitivity table
+    (:data:`SENSITIVITY`: the other rule for empty maps) instead; empty when there is none.
+    Also G (photographs), p_min (smallest attainable p) and family (Holm's family size) where known.
     """
     kind = claim_kind(claim)
-    columns = ["versus", "metric", "mean", "low", "high", "n", "reproduced", "side", "decision"]
+    columns = ["versus", "metric", "mean", "low", "high", "n", "reproduced", "side", "decision", "G", "p_min", "family"]
+    if sensitivity:
+        key = SENSITIVITY.get(kind)
+        t = None if key is None else setting.tables.get(key)
+        rows = [] if t is None else _paired_rows(claim, t, "method", "versus", "metric" if "metric" in t else None)
+        return pd.DataFrame(rows, columns=columns)
     if kind == "faithfulness":
         rows = _paired_rows(claim, setting.tables.get("faithfulness_claims"), "method", "baseline", "metric")
     elif kind == "pointing":
@@ -459,47 +534,46 @@ def claim_verdict(claim: dict, table: pd.DataFrame, *, evidence_exists: bool = T
     if kind == "qualitative":
         return ("not resolved", "qualitative: judged by eye on the figure") if evidence_exists else \
             ("not run", "the figure is missing")
-    counted = table[table["decision"].isin(DECISIONS) | table["decision"].str.startswith("n < ")
-                    | table["decision"].str.startswith("photographs < ")]
+    d = table["decision"].astype(str)
+    counted = table[d.isin(DECISIONS) | d.str.startswith(UNDECIDABLE)]
     if counted.empty or (counted["decision"] == "not run").all():
         return "not run", "none of its tables is in the figures folder"
-    d = counted["decision"]
+    d = counted["decision"].astype(str)
     if (d == "against").any():
-        return "contradicted", f"{(d == 'against').sum()} of {len(d)} comparisons against"
+        return "contradicted", f"{(d == 'against').sum()} of {len(d)} comparisons against by more than the margin"
     if (d == "for").all():
-        return "holds", f"all {len(d)} comparisons for"
-    reasons = []
-    for what, text in [("n < ", f"n < {MIN_N}"), ("photographs < ", f"photographs < {metrics.MIN_CLUSTERS}"),
-                       ("within", "within ground-truth error"),
-                       ("ground-truth error unknown", "ground-truth error unknown"),
-                       ("undecided", "intervals contain 0"), ("not run", "{} not run")]:
-        k = int(d.str.startswith(what).sum())
-        if k:
-            reasons.append(text.format(k) if "{}" in text else text)
-    if "within ground-truth error" not in reasons and (counted["side"] == "within").any():
+        return "holds", f"all {len(d)} comparisons for by more than the margin"
+    stopped = d[(d != "for") & (d != "not run")].value_counts(sort=False)
+    stopped = stopped.iloc[np.argsort(-stopped.to_numpy(), kind="stable")]       # most frequent first, ties in order
+    reasons = [why if k == len(d) else f"{why}: {k} of {len(d)}" for why, k in stopped.items()]
+    missing = int((d == "not run").sum())
+    if missing:
+        reasons.append(f"{missing} not run")
+    if not any(r.startswith("within ground-truth error") for r in reasons) and (counted["side"] == "within").any():
         reasons.append("within ground-truth error")       # also true of gaps that n < MIN_N left undecided
     return "not resolved", "; ".join(reasons)
 
 
 def _summary(table: pd.DataFrame) -> str:
-    """What the comparisons decided (the rules applied: Holm, n, photographs, ground-truth error) and the range of n."""
+    """What the comparisons decided (count per decision), the range of n, and G, smallest p and family size."""
     done = table[table["decision"] != "not run"]
     if done.empty:
         return "not run"
     d = done["decision"].astype(str)
-    n = done["n"].dropna()
-    text = f"{(d == 'for').sum()} for, {(d == 'against').sum()} against, {(d == 'undecided').sum()} undecided"
-    if (d == "within ground-truth error").any():
-        text += f", {(d == 'within ground-truth error').sum()} within ground-truth error"
-    few = d.str.startswith("n < ") | d.str.startswith("photographs < ")
-    if few.any():
-        text += f", {few.sum()} without a verdict (too few images or photographs)"
-    text += f" of {len(done)}"
+    counts = d.value_counts(sort=False)
+    first = [k for k in ("for", "against") if k not in counts] + list(counts.index)
+    text = ", ".join(f"{int(counts.get(k, 0))} {k}" for k in first) + f" of {len(done)}"
     missing = len(table[table["decision"] == "not run"])
     if missing:
         text += f" ({missing} not run)"
+    n = done["n"].dropna()
     if len(n):
         text += f"; n = {_fmt(n.min())}" + (f" to {_fmt(n.max())}" if n.max() != n.min() else "")
+    for col, name, digits in [("G", "G", 3), ("p_min", "smallest p", 4), ("family", "family", 3)]:
+        v = pd.to_numeric(done[col], errors="coerce").dropna() if col in done else pd.Series(dtype=float)
+        if len(v):
+            text += f", {name} = {_fmt(v.min(), digits)}" + (
+                f" to {_fmt(v.max(), digits)}" if v.max() != v.min() else "")
     return text
 
 
@@ -535,9 +609,69 @@ def verdicts(claims: list[dict], settings: list[Setting], *, n_boot: int = 1000)
                 "reproduced": reproduced, "n": int(n.min()) if len(n) else None,
                 "verdict": verdict, "shown as": _display(verdict, reason), "reason": reason,
                 "commit": ", ".join(s.commits) or None, "date": (s.dates[-1] if s.dates else None)})
+        rows += _sensitivity_rows(claim, settings, n_boot=n_boot)
     df = pd.DataFrame(rows).set_index(["claim", "setting"])
     df["n"] = df["n"].astype("Int64")
     return df
+
+
+def _sensitivity_rows(claim: dict, settings: list[Setting], *, n_boot: int) -> list[dict]:
+    """The verdict rows of one claim under the other rule for empty maps (:data:`SENSITIVITY`), where a table has it."""
+    key = SENSITIVITY.get(claim_kind(claim))
+    if key is None or not any(s.tables.get(key) is not None for s in settings):
+        return []
+    rows = []
+    for s in settings:
+        t = s.tables.get(key)
+        rule = str(t["rule"].iloc[0]) if t is not None and "rule" in t and len(t) else "the other rule"
+        table = comparisons(claim, s, n_boot=n_boot, sensitivity=True)
+        verdict, reason = claim_verdict(claim, table)
+        n = table["n"].dropna()
+        rows.append({"claim": f"{claim['id']} (sensitivity)", "setting": s.name, "profile": s.parameter("profile"),
+                     "model": s.model, "layer": s.layer,
+                     "metric": ", ".join(m["name"] for m in claim["metrics"]) + f" ({rule})",
+                     "expected": claim["expected"],
+                     "paper value": "null" if claim["paper_value"] is None else claim["paper_value"],
+                     "reproduced": _summary(table) if len(table) else "not run",
+                     "n": int(n.min()) if len(n) else None, "verdict": verdict, "shown as": _display(verdict, reason),
+                     "reason": reason, "commit": ", ".join(s.commits) or None, "date": (s.dates[-1] if s.dates else None)})
+    return rows
+
+
+def outcome_lines(table: pd.DataFrame) -> list[str]:
+    """The README's outcome summary, one markdown line per claim, generated from the verdict table (:func:`verdicts`).
+
+    Each line names the claim and, per setting, its verdict with the first reason; sensitivity rows
+    are left out (the report shows them). Nothing else goes in, so the summary cannot disagree with
+    the table.
+    """
+    lines = []
+    for claim, rows in table.groupby(level="claim", sort=False):
+        if str(claim).endswith("(sensitivity)"):
+            continue
+        cells = "; ".join(f"{setting}: {r['shown as']}" for (_, setting), r in rows.iterrows())
+        lines.append(f"- **{str(claim).replace('claim', 'Claim ')}**: {cells}.")
+    return lines
+
+
+def write_outcome(readme, lines: list[str]) -> str:
+    """Rewrite the text between :data:`OUTCOME_MARKERS` in ``readme`` with ``lines`` (atomically); returns the text.
+
+    A README without both markers, in that order, is a ValueError that says where to put them.
+    """
+    from .cache import atomic_write
+
+    path = Path(readme)
+    text = path.read_text(encoding="utf-8")
+    start, end = OUTCOME_MARKERS
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < i:
+        raise ValueError(f"{path}: needs the lines {start} and {end} (in that order) around the outcome summary; "
+                         "add them where the summary goes")
+    new = text[:i + len(start)] + "\n" + "\n".join(lines) + "\n" + text[j:]
+    if new != text:
+        atomic_write(path, new)
+    return new
 
 
 def verdict_table(table: pd.DataFrame) -> pd.DataFrame:

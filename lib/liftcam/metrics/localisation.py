@@ -9,8 +9,11 @@ from torch import Tensor
 
 from .checks import _check_maps, _out
 
+#: what an all-zero map scores in the pointing game (its share 0 / 0 is undefined): see energy_pointing_game
+EMPTY_RULES = ("box share", "zero", "nan")
 
-def energy_pointing_game(maps: Tensor, boxes: Sequence) -> Tensor:
+
+def energy_pointing_game(maps: Tensor, boxes: Sequence, *, empty: str = "box share") -> Tensor:
     """Energy-based pointing game per image, higher is better: the share of the map's sum inside the boxes.
 
     Wang et al., "Score-CAM" (CVPR-W 2020): ``Proportion = sum_{(i,j) in bbox} E(i,j) /
@@ -18,8 +21,16 @@ def energy_pointing_game(maps: Tensor, boxes: Sequence) -> Tensor:
     column, y the row, ends exclusive, so a box covers ``map[y1:y2, x1:x2]`` (Score-CAM's released
     code indexes rows by x; we do not). Several boxes count as their union (a pixel inside two
     boxes counts once). Boxes are clipped to the map; an empty, inverted or wholly outside box is
-    a ValueError (as in :func:`liftcam.data.image_set`). An image without boxes, or a map whose
-    sum is 0, gives NaN (the share is undefined; :func:`summarize` skips NaN).
+    a ValueError (as in :func:`liftcam.data.image_set`). An image without boxes gives NaN (nothing
+    to point at; :func:`summarize` skips NaN).
+
+    An all-zero (empty) map is scored, never dropped, as in every metric of this package (AD, IC
+    and ADD see the image through it, deletion and insertion order its pixels by index). Its share
+    is 0 / 0, so ``empty`` says what it scores: ``"box share"`` (the default) is the share of a map
+    that carries no information, a constant map: the box's share of the frame, the limit of
+    ``(m + eps) / sum(m + eps)`` as ``eps -> 0``; it neither rewards a method for pointing nowhere
+    nor punishes it more than chance. ``"zero"`` scores it as pointing wholly outside the boxes (the
+    sensitivity check of that choice); ``"nan"`` drops it (the rule before; never for a verdict).
 
         >>> maps = torch.tensor([[[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]])    # (1, 2, 3): 2 rows, 3 columns
         >>> energy_pointing_game(maps, [[(2, 0, 3, 1)]])                 # the pixel at row 0, column 2
@@ -31,6 +42,8 @@ def energy_pointing_game(maps: Tensor, boxes: Sequence) -> Tensor:
         n = len(boxes) if hasattr(boxes, "__len__") else type(boxes).__name__
         raise ValueError(f"boxes must be a list with one list of (x1, y1, x2, y2) boxes per map: {B} maps, got {n}; "
                          "use [] for an image without boxes")
+    if empty not in EMPTY_RULES:
+        raise ValueError(f"empty must be one of {EMPTY_RULES} (what an all-zero map scores), got {empty!r}")
     maps = maps.detach().to("cpu", torch.float64)
     out = torch.full((B,), float("nan"), dtype=torch.float64)
     for i, (m, image_boxes) in enumerate(zip(maps, boxes)):                     # m: (H, W)
@@ -39,8 +52,12 @@ def energy_pointing_game(maps: Tensor, boxes: Sequence) -> Tensor:
             x1, y1, x2, y2 = _box(box, i, H, W)
             inside[y1:y2, x1:x2] = True                # rows are y, columns are x; a mask makes the union
         total = m.sum()
-        if (image_boxes is not None and len(image_boxes) > 0) and total > 0:
+        if image_boxes is None or len(image_boxes) == 0:
+            continue
+        if total > 0:
             out[i] = m[inside].sum() / total
+        elif empty != "nan":
+            out[i] = inside.double().mean() if empty == "box share" else 0.0
     return _out(out)
 
 

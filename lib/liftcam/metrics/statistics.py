@@ -233,9 +233,13 @@ MIN_CLUSTERS = 5
 TIE_TOLERANCE = 1e-6
 
 
-def cannot_decide(n_clusters: int) -> str:
-    """The decision of a comparison that no data could decide with ``n_clusters`` photographs (see :func:`decide`)."""
-    return f"cannot be decided with {int(n_clusters)} photographs"
+def cannot_decide(n_clusters: int, family: int = 1, alpha: float = 0.05) -> str:
+    """The decision of a comparison that no data could decide with ``n_clusters`` photographs, and how many would.
+
+        >>> cannot_decide(9, 25)
+        'cannot be decided with 9 photographs (10 needed)'
+    """
+    return f"cannot be decided with {int(n_clusters)} photographs ({clusters_needed(family, alpha=alpha)} needed)"
 
 
 def decide(mean: float, low: float, high: float, *, n: int, n_clusters: int, p_holm: float, family: int,
@@ -257,7 +261,7 @@ def decide(mean: float, low: float, high: float, *, n: int, n_clusters: int, p_h
         >>> decide(0.5, 0.2, 0.8, n=30, n_clusters=9, p_holm=0.01, family=1, margin=0.1)
         'for'
         >>> decide(0.5, 0.2, 0.8, n=30, n_clusters=9, p_holm=0.1, family=25)
-        'cannot be decided with 9 photographs'
+        'cannot be decided with 9 photographs (10 needed)'
     """
     if n == 0:
         return "not run"
@@ -266,7 +270,7 @@ def decide(mean: float, low: float, high: float, *, n: int, n_clusters: int, p_h
     if tie:
         return "tie"
     if smallest_p(n_clusters) * max(int(family), 1) > alpha:
-        return cannot_decide(n_clusters)
+        return cannot_decide(n_clusters, family, alpha)
     margin = float(margin or 0.0)
     if margin > 0 and -margin < low and high < margin:
         return "equivalent"
