@@ -358,3 +358,16 @@ def test_readme_outcome_block_is_generated_from_the_verdict_table(claims, tmp_pa
     readme.write_text("no markers\n")
     with pytest.raises(ValueError, match="outcome"):
         rp.write_outcome(readme, lines)
+
+
+def test_paper_profiles_can_settle_claim2(claims):
+    """Several seeds (the ground truth's own error is known), and the settle text sends readers to VGG16's
+    non-linear head, not to ResNet50's linear one, where LIFT-CAM and LRP-CAM tie by construction."""
+    import yaml
+
+    for name in ("vgg16", "resnet50"):
+        params = yaml.safe_load((ROOT / "params" / f"{name}.yaml").read_text())
+        assert params.get("shap_seeds", 1) >= 4, name
+        assert params["convergence_reference"] > params["shap_nsamples"], name
+    settle = _by_id(claims, "claim2")["settle"]
+    assert settle.startswith("VGG16's non-linear head") and "PROFILE=vgg16" in settle and "PROFILE=resnet50" not in settle

@@ -39,7 +39,7 @@ from .plots import label
 __all__ = ["MIN_N", "TIME_FACTOR", "RULES", "VERDICTS", "TABLES", "Setting", "read_claims", "read_setting",
            "read_settings", "decide", "claim_kind", "ground_truth_error", "comparisons", "claim_verdict",
            "verdicts", "verdict_table", "write_report", "seconds_per_image", "outcome_lines", "write_outcome",
-           "OUTCOME_MARKERS"]
+           "OUTCOME_MARKERS", "family_arguments"]
 
 #: below this many images a comparison decides nothing, whatever its interval
 MIN_N = 10
@@ -168,6 +168,23 @@ def read_claims(path) -> list[dict]:
                                      "(the smallest difference that matters, with the reason in a comment)")
                 m["margin"] = margins[m["name"]]
     return claims
+
+
+def family_arguments(claim: dict, available=None) -> dict:
+    """The arguments of ``liftcam.metrics.compare_family`` for one claim: its family, directions and margins.
+
+    ``available``: the methods that ran (others are left out of the family). The notebooks build a
+    claim's family from this, so that the claims file alone says what is compared and what matters.
+
+        >>> family_arguments({"method": "a", "versus": ["b", "c"], "metrics": [
+        ...     {"name": "AD", "better": "lower", "margin": 1.0}]}, available=["a", "b"])
+        {'method': 'a', 'versus': ['b'], 'higher_is_better': {'AD': False}, 'effect_margins': {'AD': 1.0}}
+    """
+    versus = [v for v in claim["versus"] if available is None or v in available]
+    names = [m for m in claim["metrics"] if m["name"] != TIME]           # times have their own rule (no test)
+    return {"method": claim["method"], "versus": versus,
+            "higher_is_better": {m["name"]: m["better"] == "higher" for m in names},
+            "effect_margins": {m["name"]: m.get("margin") or 0.0 for m in names}}
 
 
 @dataclass
