@@ -371,3 +371,13 @@ def test_paper_profiles_can_settle_claim2(claims):
         assert params["convergence_reference"] > params["shap_nsamples"], name
     settle = _by_id(claims, "claim2")["settle"]
     assert settle.startswith("VGG16's non-linear head") and "PROFILE=vgg16" in settle and "PROFILE=resnet50" not in settle
+
+
+def test_the_readme_outcome_matches_the_committed_verdicts():
+    """README's outcome block (once it has the markers) is what outcome_lines gives from figures/reproduction_verdicts.csv."""
+    text = (ROOT / "README.md").read_text()
+    start, end = rp.OUTCOME_MARKERS
+    if start not in text:
+        pytest.skip("README.md has no outcome markers yet")
+    table = pd.read_csv(ROOT / "figures" / "reproduction_verdicts.csv").set_index(["claim", "setting"])
+    assert text.split(start)[1].split(end)[0].strip("\n").splitlines() == rp.outcome_lines(table)
