@@ -126,14 +126,14 @@ def test_family_records_g_smallest_p_family_and_cannot_be_decided():
     assert (two["verdict"] == "for").all()
 
 
-def test_effect_margin_equivalent_and_within_the_margin():
+def test_effect_margin_equivalent_and_not_clear_of_the_margin():
     rng = np.random.default_rng(6)
     b = rng.normal(size=60)
     small = b + 0.002 + 0.0005 * rng.normal(size=60)
     assert _family(small, b, effect_margins={"m": 0.01})["verdict"] == "equivalent"
     assert _family(small, b)["verdict"] == "for"                                  # no margin: a +0.002 gap decides
     mid = b + 0.011 + 0.02 * rng.normal(size=60)                                 # interval straddles 0.01
-    assert _family(mid, b, effect_margins={"m": 0.01})["verdict"] == "within the margin"
+    assert _family(mid, b, effect_margins={"m": 0.01})["verdict"] == "not clear of the margin"
     assert _family(b + 1.0, b, effect_margins={"m": 0.01})["verdict"] == "for"
     row = _family(b + 1.0, b, effect_margins={"m": 0.01})
     assert row["effect margin"] == 0.01

@@ -63,7 +63,7 @@ RULES = [
     "lies above the margin, **against** when below minus the margin; **equivalent** when its interval lies inside "
     "(-margin, margin); **tie** when the two methods give the same value on every image (identical by construction); "
     "otherwise not decided, with the reason: **interval contains 0** or **not significant after Holm** (Holm p at "
-    "or above {alpha:g}%), **within the margin** (significant, but the interval reaches inside the margin).",
+    "or above {alpha:g}%), **not clear of the margin** (significant, but the interval reaches inside the margin).",
     "An empty (all-zero) map is scored in every metric, never dropped: AD, IC and ADD see the image through it, "
     "deletion and insertion order its pixels by index, and in the pointing game, where its share is 0 / 0, it "
     "scores the box's share of the frame (the score of a constant map: it carries no information). Each table "
@@ -138,8 +138,9 @@ CI = inspect.signature(metrics.compare).parameters["ci"].default
 #: the family-wise level of the verdicts (liftcam.metrics.compare_family's default, which the notebooks use)
 ALPHA = inspect.signature(metrics.compare_family).parameters["alpha"].default
 DECISIONS = ("for", "against", "equivalent", "tie", "interval contains 0", "not significant after Holm",
-             "within the margin", "within ground-truth error", "ground-truth error unknown", f"within a factor of {TIME_FACTOR}",
-             "not run", "undecided")          # "undecided": the label of tables written before the sign-flip test
+             "not clear of the margin", "within ground-truth error", "ground-truth error unknown",
+             f"within a factor of {TIME_FACTOR}", "not run",
+             "undecided")                      # the label of tables written before the sign-flip test
 #: the decisions of liftcam.metrics.decide are these, "n < MIN_N" and "cannot be decided with G photographs (...)"
 UNDECIDABLE = ("n < ", "cannot be decided with ", "photographs < ")
 #: the tables of the sensitivity rows (the other rule for empty maps), by kind of claim; each has a `rule` column
@@ -578,7 +579,7 @@ def _summary(table: pd.DataFrame) -> str:
         return "not run"
     d = done["decision"].astype(str)
     counts = d.value_counts(sort=False)
-    first = [k for k in ("for", "against") if k not in counts] + list(counts.index)
+    first = ["for", "against"] + [k for k in counts.index if k not in ("for", "against")]
     text = ", ".join(f"{int(counts.get(k, 0))} {k}" for k in first) + f" of {len(done)}"
     missing = len(table[table["decision"] == "not run"])
     if missing:
