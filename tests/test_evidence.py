@@ -53,7 +53,7 @@ def test_compare_family_margin_rule_and_clusters():
     assert _family(a, b, margins={("b", "m"): 0.33})["verdict"] == "for"
     assert _family(a, b, margins={("b", "m"): float("nan")})["verdict"] == "ground-truth error unknown"
     row = _family(a, b, clusters=np.repeat(np.arange(4), 10))
-    assert row["n"] == 40 and row["n_clusters"] == 4 and row["verdict"] == "cannot be decided with 4 photographs (6 needed)"
+    assert row["n"] == 40 and row["n_clusters"] == 4 and row["verdict"] == "cannot be decided with 4 photographs, 6 needed"
     assert row["p_min"] == 2 / 16 and row["family"] == 1
     assert _family(a, b, clusters=np.repeat(np.arange(8), 5))["verdict"] == "for"
 
@@ -119,7 +119,7 @@ def test_family_records_g_smallest_p_family_and_cannot_be_decided():
                                  clusters=clusters, n_boot=200)
     assert (fam["family"] == 25).all() and (fam["n_clusters"] == 9).all() and (fam["p_min"] == 2 / 512).all()
     assert (fam["p"] == 2 / 512).all()                # every cluster for a
-    assert (fam["verdict"] == "cannot be decided with 9 photographs (10 needed)").all()
+    assert (fam["verdict"] == "cannot be decided with 9 photographs, 10 needed").all()
     assert metrics.clusters_needed(25) == 10 and metrics.smallest_p(10) * 25 <= 0.05 < metrics.smallest_p(9) * 25
     # the same data, a family of 2: decided
     two = metrics.compare_family(pd.DataFrame(cols), "a", ["b", "c"], {"m0": True}, clusters=clusters, n_boot=200)

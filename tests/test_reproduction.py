@@ -116,8 +116,8 @@ def test_claim_verdict_rules(claims):
     assert rp.claim_verdict(c3, _table(["for", "for", "against", "interval contains 0"]))[0] == "contradicted"
     assert rp.claim_verdict(c3, _table(["for", "interval contains 0"])) == ("not resolved", "interval contains 0: 1 of 2")
     # the reasons say what stopped each comparison, most frequent first, with the counts
-    why = rp.claim_verdict(c3, _table(["tie", "equivalent", "tie", "cannot be decided with 9 photographs (10 needed)"]))
-    assert why == ("not resolved", "tie: 2 of 4; equivalent: 1 of 4; cannot be decided with 9 photographs (10 needed): "
+    why = rp.claim_verdict(c3, _table(["tie", "equivalent", "tie", "cannot be decided with 9 photographs, 10 needed"]))
+    assert why == ("not resolved", "tie: 2 of 4; equivalent: 1 of 4; cannot be decided with 9 photographs, 10 needed: "
                                    "1 of 4")
     assert rp.claim_verdict(c3, _table(["tie"] * 3)) == ("not resolved", "tie")
     verdict, why = rp.claim_verdict(c3, _table(["for", "n < 10"]))
@@ -305,7 +305,7 @@ def test_signflip_tables_are_decided_with_the_claims_margins(claims, tmp_path):
     nine = rp.read_settings({"nine": _signflip_folder(tmp_path / "nine", claims)})
     t = rp.verdicts(claims, nine, n_boot=50).xs("nine", level="setting")
     # 9 photographs, a family of 25: 25 x 2 / 512 > 5%: no data could decide claims 1 and 3; 10 photographs would
-    assert t.loc["claim3", "shown as"] == "not resolved (cannot be decided with 9 photographs (10 needed))"
+    assert t.loc["claim3", "shown as"] == "not resolved (cannot be decided with 9 photographs, 10 needed)"
     # the cell shows G, the smallest attainable p and the family size
     assert "G = 9" in t.loc["claim3", "reproduced"] and "smallest p = 0.0039" in t.loc["claim3", "reproduced"]
     assert "family = 25" in t.loc["claim3", "reproduced"]

@@ -240,9 +240,9 @@ def cannot_decide(n_clusters: int, family: int = 1, alpha: float = 0.05) -> str:
     """The decision of a comparison that no data could decide with ``n_clusters`` photographs, and how many would.
 
         >>> cannot_decide(9, 25)
-        'cannot be decided with 9 photographs (10 needed)'
+        'cannot be decided with 9 photographs, 10 needed'
     """
-    return f"cannot be decided with {int(n_clusters)} photographs ({clusters_needed(family, alpha=alpha)} needed)"
+    return f"cannot be decided with {int(n_clusters)} photographs, {clusters_needed(family, alpha=alpha)} needed"
 
 
 def decide(mean: float, low: float, high: float, *, n: int, n_clusters: int, p_holm: float, family: int,
@@ -264,7 +264,7 @@ def decide(mean: float, low: float, high: float, *, n: int, n_clusters: int, p_h
         >>> decide(0.5, 0.2, 0.8, n=30, n_clusters=9, p_holm=0.01, family=1, margin=0.1)
         'for'
         >>> decide(0.5, 0.2, 0.8, n=30, n_clusters=9, p_holm=0.1, family=25)
-        'cannot be decided with 9 photographs (10 needed)'
+        'cannot be decided with 9 photographs, 10 needed'
     """
     if n == 0:
         return "not run"
