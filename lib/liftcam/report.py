@@ -28,9 +28,10 @@ def _git_commit() -> str | None:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
                                 timeout=10).stdout.strip()
-        # outputs (figures/, data/, executed notebooks, REPORT.md) being rewritten by this very run do not make the code dirty
+        # outputs (figures/, data/, executed notebooks, REPORT.md, README.md's outcome block) being rewritten by this
+        # very run do not make the code dirty
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":!figures", ":!data", ":!notebooks/executed", ":!REPORT.md"], cwd=REPO,
+                                ":!figures", ":!data", ":!notebooks/executed", ":!REPORT.md", ":!README.md"], cwd=REPO,
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
