@@ -196,3 +196,19 @@ def test_make_runs_each_setting_chain_then_the_report(profile):
     for t in settings:
         assert (REPO / "params" / profile / f"{t}.yaml").is_file()
         assert f"-f params/{profile}/{t}.yaml" in out
+
+
+def test_ties_are_recognised_on_the_maps():
+    """Proportional coefficients give the same normalised maps; float32 rounding then moves their scores a little,
+    so the tie is read from the maps (tied_by_maps) and forced in compare_family."""
+    rng = np.random.default_rng(7)
+    maps = rng.random((6, 4, 5))
+    same = maps + 1e-6 * rng.random((6, 4, 5))
+    other = maps.copy()
+    other[2, 0, 0] += 0.1
+    found = metrics.tied_by_maps({"a": maps, "b": same, "c": other, "d": same[:3]}, "a", ["b", "c", "d", "e"])
+    assert found == {"b", "d"}                         # d covers a prefix of the images; e did not run
+    b = rng.normal(size=40)
+    rounded = b + 1e-4 * rng.normal(size=40)           # the same method's scores, moved by rounding
+    assert _family(rounded, b)["verdict"] != "tie"
+    assert _family(rounded, b, ties={"b"})["verdict"] == "tie"

@@ -58,6 +58,7 @@ from .statistics import (
                            sign_flip_test,
                            smallest_p,
                            summarize,
+    tied_by_maps,
 )
 
 __all__ = [
@@ -65,6 +66,6 @@ __all__ = [
     "insertion", "energy_pointing_game", "cosine_similarity", "relative_error", "agreement_per_image",
     "reference_error", "AGREEMENT", "spearman", "top_k_overlap", "summarize",
     "faithfulness", "step_sensitivity", "HIGHER_IS_BETTER", "compare", "compare_family", "MIN_N", "MIN_CLUSTERS", "holm",
-    "sign_flip_test", "smallest_p", "clusters_needed", "decide",
+    "sign_flip_test", "smallest_p", "clusters_needed", "decide", "tied_by_maps",
     "TOLERANCE", "DEFAULT_BATCH_SIZE",
 ]

@@ -297,13 +297,46 @@ def _tie(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.abs(a[ok] - b[ok]).max() <= TIE_TOLERANCE * scale)
 
 
+#: two maps agree by construction when they differ by at most this share of their largest value on every pixel
+MAP_TIE_TOLERANCE = 1e-4
+
+
+def tied_by_maps(maps: dict, method: str, versus, *, atol: float = MAP_TIE_TOLERANCE) -> set:
+    """The methods of ``versus`` whose maps equal ``method``'s on every image both explain, up to float rounding.
+
+    ``maps`` maps a method to its (n, H, W) maps (a method may cover a prefix of the images). Two
+    methods whose coefficients are proportional (LIFT-CAM, LRP-CAM, SHAP-CAM and Ablation-CAM on a
+    linear head) give the same normalised maps, yet float32 rounding moves their scores by ~1e-5
+    (and reorders tied pixels in deletion / insertion): a tie is recognised on the maps, not on
+    the scores. Pass the result as ``compare_family(..., ties=...)``.
+    """
+    if method not in maps:
+        return set()
+    a = maps[method]
+    a = np.asarray(a.detach().cpu() if isinstance(a, Tensor) else a, dtype=np.float64)
+    out = set()
+    for other in versus:
+        if other == method or other not in maps:
+            continue
+        b = maps[other]
+        b = np.asarray(b.detach().cpu() if isinstance(b, Tensor) else b, dtype=np.float64)
+        n = min(len(a), len(b))
+        if n == 0 or a.shape[1:] != b.shape[1:]:
+            continue
+        x, y = a[:n].reshape(n, -1), b[:n].reshape(n, -1)
+        scale = np.maximum(np.abs(x).max(1), np.abs(y).max(1))                   # (n,)
+        if np.all(np.abs(x - y).max(1) <= atol * np.maximum(scale, 1e-12)):
+            out.add(other)
+    return out
+
+
 COLUMNS = ["method", "versus", "metric", "mean", "low", "high", "n", "n_clusters", "p", "p_min", "family", "p_holm",
            "margin", "effect margin", "verdict"]
 
 
 def compare_family(per_image, method: str, versus, higher_is_better: dict, *, clusters=None, n_boot: int = 1000,
                    ci: float = 0.95, seed: int = 0, alpha: float = 0.05, min_n: int = MIN_N,
-                   min_clusters: int = MIN_CLUSTERS, margins=None, effect_margins=None):
+                   min_clusters: int = MIN_CLUSTERS, margins=None, effect_margins=None, ties=()):
     """One claim's family of paired comparisons, Holm-corrected: ``method`` against each of ``versus``.
 
     ``per_image`` maps ``(method, metric)`` to a per-image vector (a pandas DataFrame with those
@@ -314,7 +347,9 @@ def compare_family(per_image, method: str, versus, higher_is_better: dict, *, cl
     number of p-values Holm corrects over: every baseline x metric of the claim), ``p_holm``,
     ``margin`` (``margins[(versus, metric)]``: the error the ground truth itself puts on the
     advantage; NaN when unknown), ``effect margin`` (``effect_margins[metric]``: the smallest
-    difference that matters) and the ``verdict`` of :func:`decide`. ``min_clusters`` is kept for
+    difference that matters) and the ``verdict`` of :func:`decide`; a method of ``ties`` (identical to
+    ``method`` by construction, e.g. :func:`tied_by_maps`), or one whose values equal ``method``'s on
+    every image, is a ``tie`` on every metric. ``min_clusters`` is kept for
     callers: the sign-flip rule ("cannot be decided with G photographs") already covers it.
 
     Returns a DataFrame with columns :data:`COLUMNS`, in the order of ``versus`` x ``higher_is_better``.
@@ -340,7 +375,8 @@ def compare_family(per_image, method: str, versus, higher_is_better: dict, *, cl
             rows.append({"method": method, "versus": other, "metric": metric, "mean": c["mean"], "low": c["low"],
                          "high": c["high"], "n": c["n"], "n_clusters": c.get("n_clusters", c["n"]), "p": c["p"],
                          "p_min": c["p_min"], "margin": margins.get((other, metric), 0.0),
-                         "effect margin": float(effect_margins.get(metric, 0.0) or 0.0), "tie": _tie(a, b)})
+                         "effect margin": float(effect_margins.get(metric, 0.0) or 0.0),
+                         "tie": other in ties or _tie(a, b)})
     df = pd.DataFrame(rows, columns=[*COLUMNS[:-1], "tie"])
     df["family"] = int(df["p"].notna().sum())
     df["p_holm"] = holm(df["p"].to_numpy()) if len(df) else []
