@@ -220,3 +220,29 @@ def test_convergence_panels_put_the_reference_lines_in_the_data():
     assert (plots.colour("lift-cam"), 0.3) in hlines and (plots.colour("lrp-cam"), 0.97) in hlines
     assert "T" in fig._suptitle.get_text()
     plt.close(fig)
+
+
+def test_convergence_panels_titles_apart_and_legends_inside_the_figure():
+    """shap_convergence.png had overlapping panel titles and a legend cut at the figure's edge (issue 22)."""
+    runs = pd.DataFrame({"nsamples": [4096, 4096, 16384, 16384], "seed": [0, 1, 0, 1], "image": "a",
+                         "vs reference": [0.4, 0.5, 0.2, 0.25], "cosine vs reference": [0.9, 0.88, 0.97, 0.96]})
+    spread = pd.DataFrame({"nsamples": [4096, 16384], "image": "a", "seed-to-seed / sqrt 2": [0.3, 0.15]})
+    methods = ["lift-cam", "lrp-cam", "ablation-cam"]
+    cos_to = pd.DataFrame({m: [0.8, 0.9] for m in methods}, index=pd.Index([4096, 16384], name="nsamples"))
+    fig, data = plots.convergence_panels(runs, spread, dict.fromkeys(methods, 0.3), cos_to, dict.fromkeys(methods, 0.95),
+                                         budget=16384, reference="independent reference: mean of 4 seed(s) at "
+                                         "nsamples = 65536, seeds no estimate uses", floor=0.1, reference_error=0.05,
+                                         ground_truth=0.12, title="EfficientNet-Lite0 at blocks.6.0.bn2")
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    ax, bx = fig.axes[:2]
+    a, b = ax.title.get_window_extent(r), bx.title.get_window_extent(r)
+    assert a.x1 < b.x0, (a, b)                                         # the two panel titles do not overlap
+    whole = fig.bbox
+    for leg in (ax.get_legend(), bx.get_legend()):
+        e = leg.get_window_extent(r)
+        assert e.x0 >= whole.x0 and e.x1 <= whole.x1 and e.y0 >= whole.y0, (e, whole)   # nothing cut
+    assert a.y1 <= fig._suptitle.get_window_extent(r).y0 + 1            # titles below the figure title
+    assert data.loc[data["series"] == "reference's own error", "y"].tolist() == [0.05]
+    assert data.loc[data["series"] == "ground truth vs reference", ["x", "y"]].values.tolist() == [[16384, 0.12]]
+    plt.close(fig)

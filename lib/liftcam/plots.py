@@ -10,6 +10,7 @@ only the images every method explains are drawn (:func:`common_images`), and the
 """
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 
 import numpy as np
@@ -459,7 +460,8 @@ def cost_bars(table, *, title: str = "", xlabel: str = "seconds per image"):
 
 
 def convergence_panels(runs, spread, approx_error: dict, cos_to, cos_ref: dict, *, budget: int, reference,
-                       title: str = "", floor: float | None = None):
+                       title: str = "", floor: float | None = None, reference_error: float | None = None,
+                       ground_truth: float | None = None):
     """KernelSHAP's error against its budget (left) and the approximations' cosine with it (right).
 
     ``runs``: one row per estimate (``nsamples``, ``seed``, ``image``, ``vs reference``, ``cosine vs
@@ -469,7 +471,11 @@ def convergence_panels(runs, spread, approx_error: dict, cos_to, cos_ref: dict, 
     (its cosine with the estimate at that budget); ``cos_ref``: ``{method: cosine with the reference}``
     (horizontal lines); ``budget``: the budget used (vertical line); ``reference``: its budget (an
     int) or what it is (a str); ``floor``: the ground truth's own error (a horizontal line; None or
-    NaN: not drawn). Methods are keys of the registry.
+    NaN: not drawn); ``reference_error``: the reference's own error (a horizontal line, the
+    resolution of the left panel: errors below it cannot be measured); ``ground_truth``: the
+    ground truth's measured error against an independent reference (a star at ``budget``).
+    Methods are keys of the registry. Titles are wrapped and each legend has its own space below its
+    panel, so nothing overlaps or is cut.
     Returns ``(fig, data)``: every estimate (one row each, with its seed-to-seed spread) and, below,
     every other drawn value (``series``, ``x``, ``y``; ``x`` empty for a horizontal line).
     """
@@ -482,7 +488,7 @@ def convergence_panels(runs, spread, approx_error: dict, cos_to, cos_ref: dict, 
     curve = est.groupby("nsamples")[["vs reference", "seed-to-seed / sqrt 2"]].median()
     n_img = est["image"].nunique()
     lines = []                                                          # (panel, series, x, y)
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 5.6))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 7.6))
     seeds = sorted(est["seed"].unique())
     off = {sd: 2 ** ((i - (len(seeds) - 1) / 2) * 0.04) for i, sd in enumerate(seeds)}   # dodge the seeds' dots
     ax.scatter(est["nsamples"] * est["seed"].map(off), est["vs reference"], s=14, color=shap, alpha=0.4, lw=0,
@@ -501,16 +507,23 @@ def convergence_panels(runs, spread, approx_error: dict, cos_to, cos_ref: dict, 
         ax.axhline(v, color=colour(m), ls="--", lw=1.2, label=f"{label(m)} vs reference (median)")
         lines.append(("error", f"{m} vs reference", np.nan, v))
     if floor is not None and np.isfinite(floor) and floor > 0:
-        ax.axhline(floor, color="0.2", ls="-.", lw=1.2, label="ground truth's own error (median): noise floor")
+        ax.axhline(floor, color="0.2", ls="-.", lw=1.2, label="ground truth's own error, from its seeds (median)")
         lines.append(("error", "ground truth's own error", np.nan, floor))
+    if reference_error is not None and np.isfinite(reference_error) and reference_error > 0:
+        ax.axhline(reference_error, color="0.55", ls=(0, (1, 1)), lw=1.4, label="reference's own error (median)")
+        lines.append(("error", "reference's own error", np.nan, reference_error))
+    if ground_truth is not None and np.isfinite(ground_truth):
+        ax.scatter([budget], [ground_truth], marker="*", s=130, color="0.1", zorder=4,
+                   label="ground truth (mean of its seeds) vs reference (median)")
+        lines.append(("error", "ground truth vs reference", budget, ground_truth))
     for a in (ax, bx):
         a.axvline(budget, color="0.2", lw=1.2, label=f"budget used: shap_nsamples = {budget}" if a is ax else None)
     lines.append(("both", "budget used (shap_nsamples)", budget, np.nan))
     ax.set_xscale("log", base=2), ax.set_yscale("log")
     ax.set_xlabel("head evaluations per image (nsamples)"), ax.set_ylabel("relative L2 error")
     ref = reference if isinstance(reference, str) else f"nsamples = {reference}"
-    ax.set_title(f"KernelSHAP error; reference: {ref}", fontsize=10)
-    ax.grid(alpha=0.3, which="both"), ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    ax.set_title("KernelSHAP's error against the reference\n" + textwrap.fill(f"reference: {ref}", 60), fontsize=9.5)
+    ax.grid(alpha=0.3, which="both"), ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1)
     methods = list(cos_to.columns)
     for j, m in enumerate(methods):
         xs = cos_to.index.to_numpy(dtype=float) * 2 ** ((j - (len(methods) - 1) / 2) * 0.04)   # dodged markers
@@ -520,11 +533,15 @@ def convergence_panels(runs, spread, approx_error: dict, cos_to, cos_ref: dict, 
         lines.append(("cosine", f"{m} vs reference", np.nan, cos_ref[m]))
     bx.set_xscale("log", base=2), bx.set_xlabel("head evaluations per image (nsamples)")
     bx.set_ylabel("cosine similarity of coefficients")
-    bx.set_title("approximations: cosine with SHAP-CAM(nsamples) and with the reference", fontsize=10)
-    bx.grid(alpha=0.3), bx.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    bx.set_title("approximations: cosine with SHAP-CAM\nestimated at nsamples, and with the reference", fontsize=9.5)
+    bx.grid(alpha=0.3), bx.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1)
     head = f"{title}: " if title else ""
     fig.suptitle(f"{head}KernelSHAP convergence on {n_img} image{'s' if n_img != 1 else ''}, "
                  f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} per budget", fontsize=10.5)
-    fig.tight_layout()
+    # room for the legends below the panels (one entry a line, ~0.16 in each) and the two-line titles
+    rows = max(len(ax.get_legend().get_texts()), len(bx.get_legend().get_texts()))
+    height = 5.0 + 0.16 * rows + 0.8
+    fig.set_size_inches(11, height)
+    fig.subplots_adjust(left=0.08, right=0.97, wspace=0.28, top=1 - 1.05 / height, bottom=(0.8 + 0.16 * rows) / height)
     drawn = pd.DataFrame(lines, columns=["panel", "series", "x", "y"])
     return fig, pd.concat([est.assign(series="estimate"), drawn], ignore_index=True)
