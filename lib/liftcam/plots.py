@@ -378,6 +378,29 @@ def interval_plot(values, *, reference=None, reference_label: str = "reference",
 MARKERS = "o*sDv^PX<>hp"
 
 
+def _label_means(ax, x: dict, y: dict, *, near: float = 0.3, gap: float = 0.05) -> None:
+    """Each method's name beside its mean at ``(x[m], y[m])``; the names of methods whose times lie within
+    ``near`` decades are stacked ``gap`` of the y range apart (highest mean on top), each with a thin
+    line to its marker, so that no name hides another and no marker is moved."""
+    if not y:
+        return
+    span = (max(y.values()) - min(y.values())) or 1.0
+    lo, hi = ax.get_ylim()
+    step = gap * max(hi - lo, span)
+    done = set()
+    for m in sorted(y, key=lambda k: x[k]):
+        if m in done:
+            continue
+        group = [o for o in y if o not in done and abs(np.log10(x[o]) - np.log10(x[m])) < near]
+        done.update(group)
+        at = None
+        for o in sorted(group, key=lambda k: -y[k]):
+            at = y[o] if at is None else min(y[o], at - step)
+            ax.annotate(label(o), (x[o], y[o]), xytext=(max(x[g] for g in group) * 10 ** 0.12, at), textcoords="data",
+                        fontsize=7, color=colour(o), va="center",
+                        arrowprops=dict(arrowstyle="-", lw=0.5, color=colour(o), shrinkA=0, shrinkB=3))
+
+
 def agreement_vs_cost(per_image, seconds: dict, panels, *, reference=None, n_boot: int = 1000, seed: int = 0,
                       ci: float = 0.95, xlabel: str = "seconds per image", highlight=("lift-cam",), title: str = ""):
     """Each method's agreement (y) against its cost (x, log): its mean with a bootstrap interval and its
@@ -387,7 +410,8 @@ def agreement_vs_cost(per_image, seconds: dict, panels, *, reference=None, n_boo
     ``{method: seconds per image}``; ``reference``: an optional ``(text, seconds)`` drawn as a vertical
     line (e.g. SHAP-CAM's own cost). Only the images every method explains are drawn. Every marker
     sits at its method's measured time (x is a measurement: nothing is moved along it); each mean is
-    labelled with its method's name, the labels of methods with near-equal times stacked apart.
+    labelled with its method's name, the names of methods with near-equal times stacked apart
+    (:func:`_label_means`).
     Returns ``(fig, data)``: every per-image row (``drawn`` marks the images in the figure), and
     each method's means and intervals.
     """
@@ -403,12 +427,12 @@ def agreement_vs_cost(per_image, seconds: dict, panels, *, reference=None, n_boo
     methods = list(kept.columns)
     common = list(kept.index)
     x = {m: seconds[m] for m in methods}                            # measured: drawn where measured
-    rank = {m: i for i, m in enumerate(sorted(methods, key=x.get))}   # stacks the labels of near-equal times
     data = per_image.reset_index()
     data["seconds per image"] = data["method"].map(seconds)
     data["drawn"] = data["method"].isin(methods) & data["image"].isin(common)
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8), squeeze=False)
     for ax, (k, name) in zip(axes[0], panels):
+        means = {}
         for j, m in enumerate(methods):
             d = data[(data["method"] == m) & data["drawn"]]
             sm = summarize(d[k].to_numpy(dtype=float), n_boot=n_boot, ci=ci, seed=seed)
@@ -419,10 +443,8 @@ def agreement_vs_cost(per_image, seconds: dict, panels, *, reference=None, n_boo
             ax.scatter(np.full(len(d), x[m]), d[k], s=10, color=c, alpha=0.35, lw=0)
             ax.errorbar(x[m], sm["mean"], yerr=[[sm["mean"] - sm["low"]], [sm["high"] - sm["mean"]]], fmt=mk, color=c,
                         ms=9 if big else 7, capsize=3, zorder=3, label=label(m), mec="white" if big else c, mew=0.6)
-            near = [o for o in methods if abs(np.log10(x[o]) - np.log10(x[m])) < 0.1]
-            up = [o for o in near if rank[o] < rank[m]]             # labels of near-equal times: one above another
-            ax.annotate(label(m), (x[m], sm["mean"]), textcoords="offset points", xytext=(6, 4 + 9 * len(up)),
-                        fontsize=7, color=c)
+            means[m] = sm["mean"]
+        _label_means(ax, x, means)
         if reference is not None:
             ax.axvline(reference[1], color=colour("shap-cam"), ls=":", lw=1)
             ax.annotate(reference[0], (reference[1], 0.02), xycoords=("data", "axes fraction"), textcoords="offset points",
