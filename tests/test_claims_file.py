@@ -71,3 +71,13 @@ def test_evidence_points_at_existing_notebooks(claims):
             assert c["evidence"]["output"].startswith("figures/"), c["id"]
         else:
             assert c["evidence"] is None, c["id"]
+
+
+def test_evidence_output_is_a_file_its_notebook_writes(claims):
+    """Each setting writes its tables to figures/<setting>/: the output names that folder and a file its notebook saves."""
+    for c in claims:
+        if c["reproducible_offline"]:
+            folder, _, name = c["evidence"]["output"].rpartition("/")
+            assert folder == "figures/<setting>", c["id"]
+            source = (ROOT / c["evidence"]["notebook"]).read_text()
+            assert f'\\"{name.rsplit(".", 1)[0]}\\"' in source, (c["id"], name)

@@ -235,13 +235,13 @@ def test_links_are_relative_to_the_report(claims, tmp_path):
 def test_a_setting_column_splits_a_folder_into_settings(claims, tmp_path):
     folder = make_folder(tmp_path / "a")
     f = pd.read_csv(folder / "faithfulness_claims.csv")
-    both = pd.concat([f.assign(setting="vgg16-shaped"), f.assign(setting="resnet50-shaped", mean=-1.0, low=-2.0, high=-0.5)])
+    both = pd.concat([f.assign(setting="conv-head"), f.assign(setting="linear-head", mean=-1.0, low=-2.0, high=-0.5)])
     both.to_csv(folder / "faithfulness_claims.csv", index=False)
     settings = rp.read_settings({"demo": folder})
-    assert [s.name for s in settings] == ["demo: resnet50-shaped", "demo: vgg16-shaped"]
+    assert [s.name for s in settings] == ["demo: conv-head", "demo: linear-head"]
     v = rp.verdicts(claims, settings, n_boot=50)["verdict"]
-    assert v["claim1", "demo: vgg16-shaped"] == "holds" and v["claim1", "demo: resnet50-shaped"] == "contradicted"
-    assert v["claim4", "demo: vgg16-shaped"] == v["claim4", "demo: resnet50-shaped"] == "not resolved"   # shared table
+    assert v["claim1", "demo: conv-head"] == "holds" and v["claim1", "demo: linear-head"] == "contradicted"
+    assert v["claim4", "demo: conv-head"] == v["claim4", "demo: linear-head"] == "not resolved"   # shared table
 
 
 def test_claim2_times_come_from_notebook_07_when_it_ran(claims, tmp_path):

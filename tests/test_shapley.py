@@ -371,3 +371,21 @@ def test_the_cache_key_covers_the_code_of_the_split():
     a, b = split(net, "1"), split(gelu, "1")
     assert liftcam.cache.weights_digest(a) == liftcam.cache.weights_digest(b)
     assert liftcam.cache.model_digest(a) != liftcam.cache.model_digest(b)
+
+
+def test_reference_seeds_are_independent_of_the_estimates_and_ground_truth():
+    """The convergence reference never shares a seed with an estimate it measures (issue 22)."""
+    used = list(range(0, 4)) + [shapley.REFERENCE_SEED_OFFSET + 1]
+    got = shapley.reference_seeds(0, 3, used)
+    assert got == [shapley.REFERENCE_SEED_OFFSET, shapley.REFERENCE_SEED_OFFSET + 2, shapley.REFERENCE_SEED_OFFSET + 3]
+    assert not set(got) & set(used)
+    assert shapley.reference_seeds(5, 2, []) == [shapley.REFERENCE_SEED_OFFSET + 5, shapley.REFERENCE_SEED_OFFSET + 6]
+    with pytest.raises(ValueError, match="at least one seed"):
+        shapley.reference_seeds(0, 0, used)
+
+
+def test_still_rising_compares_the_last_step_with_the_reference_error():
+    assert shapley.still_rising([4096, 8192, 16384], [0.804, 0.914, 0.958])          # the issue's numbers
+    assert not shapley.still_rising([4096, 8192, 16384], [0.804, 0.914, 0.958], error=0.05)
+    assert not shapley.still_rising([16384, 4096, 8192], [0.957, 0.9, 0.958])        # order by budget
+    assert not shapley.still_rising([4096], [0.9])

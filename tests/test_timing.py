@@ -1,4 +1,6 @@
 """liftcam.timing: what is timed (warm-up excluded, order statistics) and what memory is counted."""
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -88,3 +90,50 @@ def test_cost_table_times_every_method_at_batch_1_and_batched(resnet50):
     assert (floors["seconds per image"] > 0).all()
     with pytest.raises(ValueError, match="at least one image"):
         timing.cost_table(resnet50, x[:0], methods, progress=False)
+
+
+# --------------------------------------------------------------------------------------------
+# One protocol for notebooks 03 and 07 (issue 22): every method warmed up, floors of the work done
+
+def test_method_seconds_warms_up_every_method_so_a_first_call_cost_is_not_timed(resnet50, monkeypatch):
+    """A method whose first call pays set-up (as LIME-CAM's imports) gets the same time as later calls."""
+    seen = []
+
+    def fake_explain(model, x, method, **_):
+        seen.append((method, len(x)))
+        time.sleep(0.3 if [m for m, _ in seen].count(method) == 1 else 0.01)   # first call: set-up
+
+    monkeypatch.setattr(timing, "explain", fake_explain)
+    x = torch.rand(2, 3, 32, 32)
+    t = timing.method_seconds(resnet50, x, ["grad-cam", "lime-cam"], repeats=2, forward=True)
+    assert list(t) == ["forward", "grad-cam", "lime-cam"]
+    assert seen[0] == ("grad-cam", 2) and ("lime-cam", 1) in seen          # warm-ups before any timed call
+    assert seen.index(("lime-cam", 1)) < seen.index(("lime-cam", 2))
+    assert len(t["grad-cam"].times) == 2 and len(t["lime-cam"].times) == 1
+    for m in ["grad-cam", "lime-cam"]:
+        assert t[m].max < 0.1, m                                           # per image: 0.01 s / 2 images
+    cold = timing.method_seconds(resnet50, x, ["xgrad-cam"], repeats=1, warmup=False)["xgrad-cam"]
+    assert cold.median > 0.1                                               # what notebook 03 timed before
+    with pytest.raises(ValueError, match="at least one image"):
+        timing.method_seconds(resnet50, x[:0], ["grad-cam"])
+
+
+def test_score_cam_floor_counts_the_passes_it_makes(small_photos):
+    """Score-CAM skips constant maps: its floor counts the forward passes it actually runs."""
+    import liftcam
+
+    effnet = liftcam.models.load("efficientnet_lite0", layer="blocks.6.0.bn2")      # ReLU6 maps (conv_head)
+    x = small_photos[:1]
+    rows = []
+    hook = effnet.register_forward_hook(lambda mod, inp, out: rows.append(len(inp[0])))
+    try:
+        liftcam.explain(effnet, x, method="score-cam", batch_size=512)
+    finally:
+        hook.remove()
+    passes = timing.score_cam_passes(effnet, x)
+    K = effnet.body(x[:1]).shape[1]
+    assert 0 < passes < K                                                  # a ReLU6 layer zeroes some maps
+    assert sum(rows) - len(x) == pytest.approx(passes * len(x), abs=2)     # minus the explained forward pass
+    pieces = {"forward": 0.5, "model per input": 0.25, "head per evaluation": 0.01}
+    name, sec = timing.method_floor("score-cam", K, pieces, passes=passes)
+    assert sec == pytest.approx(passes * 0.25) and f"of {K}" in name

@@ -10,6 +10,7 @@ only the images every method explains are drawn (:func:`common_images`), and the
 """
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 
 import numpy as np
@@ -97,26 +98,6 @@ def _left_out_note(left_out) -> str:
     return f"; not run on these images: {', '.join(label(m) for m in left_out)}" if len(left_out) else ""
 
 
-def _dodge(x: dict, *, log: bool = True, near: float = 0.1, step: float = 0.07) -> dict:
-    """Positions that keep markers apart: values within ``near`` (decades if ``log``) of each other
-    are spread ``step`` apart around their mean, in the order given. ``{key: x}`` -> ``{key: drawn x}``."""
-    keys = sorted(x, key=lambda k: x[k])
-    t = {k: np.log10(x[k]) if log else x[k] for k in keys}
-    groups, out = [], {}
-    for k in keys:
-        if groups and t[k] - t[groups[-1][-1]] < near:
-            groups[-1].append(k)
-        else:
-            groups.append([k])
-    for g in groups:
-        g = [k for k in x if k in g]                                   # the caller's order within a group
-        centre = float(np.mean([t[k] for k in g]))
-        for i, k in enumerate(g):
-            v = centre + (i - (len(g) - 1) / 2) * step if len(g) > 1 else t[k]
-            out[k] = 10 ** v if log else v
-    return out
-
-
 def _hwc(image) -> np.ndarray:
     """An image (3, H, W) or (H, W, 3), tensor or array, in [0, 1] -> float64 array (H, W, 3)."""
     a = np.asarray(image.detach().cpu() if hasattr(image, "detach") else image, dtype=np.float64)
@@ -163,13 +144,34 @@ def _colourbar(fig, cmap: str, rect=(0.935, 0.25, 0.01, 0.5)):
     return bar
 
 
+EMPTY_LABEL = "empty map\n(all zero)"
+
+
+def _is_empty(m) -> bool:
+    """Whether a map (H, W) is all zero (or NaN): nothing to overlay, drawn as "empty map"."""
+    a = np.nan_to_num(np.asarray(m.detach().cpu() if hasattr(m, "detach") else m, dtype=np.float64))
+    return not np.any(a)
+
+
+def _draw_map(ax, photo, m, *, alpha, dim, cmap) -> bool:
+    """An overlay of ``m`` on ``photo``, or, for an all-zero map, a blank panel that says so (an empty map
+    over a dimmed photograph looks like a weak map). Returns whether the map was empty."""
+    if _is_empty(m):
+        ax.imshow(np.full_like(photo, 0.97))
+        ax.text(0.5, 0.5, EMPTY_LABEL, ha="center", va="center", fontsize=8, color="0.25", transform=ax.transAxes)
+        return True
+    ax.imshow(overlay(photo, m, alpha=alpha, dim=dim, cmap=cmap))
+    return False
+
+
 def map_grid(images, columns: dict, row_labels, *, photo_title: str = "image", size: float = 1.6,
              cmap: str = "jet", alpha: float = 0.6, dim: float = 0.6, title: str = "", note: str = ""):
     """The qualitative figure: one row per image, the photograph then one overlay per column.
 
     ``images`` (B, 3, H, W) in [0, 1]; ``columns`` ``{title: maps (n, H, W)}`` in order, where a
     column with n < B maps (or None) shows "not computed" in the rows it lacks; ``row_labels``
-    one string per image (e.g. the explained class). One colour bar gives the maps' [0, 1] scale;
+    one string per image (e.g. the explained class); an all-zero map is drawn as a blank panel
+    labelled "empty map (all zero)". One colour bar gives the maps' [0, 1] scale;
     ``title`` goes above, ``note`` (what the row labels' numbers are) below.
     Returns the matplotlib Figure.
     """
@@ -188,7 +190,7 @@ def map_grid(images, columns: dict, row_labels, *, photo_title: str = "image", s
         for j, t in enumerate(titles, start=1):
             maps = columns[t]
             if maps is not None and i < len(maps):
-                axes[i, j].imshow(overlay(photo, maps[i], alpha=alpha, dim=dim, cmap=cmap))
+                _draw_map(axes[i, j], photo, maps[i], alpha=alpha, dim=dim, cmap=cmap)
             else:
                 axes[i, j].imshow(np.full_like(photo, 0.93))
                 axes[i, j].text(0.5, 0.5, "not\ncomputed", ha="center", va="center", fontsize=8, color="0.4",
@@ -225,7 +227,7 @@ def map_gallery(images, maps, titles, *, cols: int = 5, size: float = 2.4, cmap:
     for ax in axes.flat:
         ax.axis("off")
     for ax, xi, m, t in zip(axes.flat, images, maps, titles):
-        ax.imshow(overlay(xi, m, alpha=alpha, dim=dim, cmap=cmap)), ax.set_title(t, fontsize=8.5)
+        _draw_map(ax, _hwc(xi), m, alpha=alpha, dim=dim, cmap=cmap), ax.set_title(t, fontsize=8.5)
     h = (size + 0.45) * rows + 0.4
     fig.subplots_adjust(wspace=0.05, hspace=0.25, left=0.01, right=0.91, top=1 - 0.75 / h, bottom=0.01)
     if title:
@@ -308,15 +310,19 @@ def curve_panels(curves, panels, *, x: str = "fraction", by: str = "method", ima
 
 
 def interval_plot(values, *, reference=None, reference_label: str = "reference", n_boot: int = 1000, seed: int = 0,
-                  ci: float = 0.95, xlabel: str = "", highlight=(), xlim=None, title: str = "", size: tuple = (6.4, 0.42)):
-    """Per-image values as dots and each method's mean with its bootstrap interval, one row per method,
-    over the images every method has a value for (:func:`common_images`).
+                  ci: float = 0.95, xlabel: str = "", highlight=(), xlim=None, title: str = "", size: tuple = (6.4, 0.42),
+                  common: bool = False):
+    """Per-image values as dots and each method's mean with its bootstrap interval, one row per method.
 
-    ``values``: a DataFrame, one column per method (rows: images; NaN = none). An optional
-    ``reference`` Series (per image, same rows) is drawn the same way in grey at the bottom. The
-    means and ``ci`` intervals are :func:`liftcam.metrics.summarize` of the drawn values (``n_boot``,
-    ``seed``). ``xlim``: the x range (e.g. (0, 1) for a share). Returns ``(fig, data)``: ``data``
-    one row per drawn dot, with its row's mean, low, high and n.
+    Each row is drawn on the images its method has a value for (NaN = none), the images its paired
+    comparisons use, with its n in the row's label; ``common=True`` draws only the images every
+    method has (:func:`common_images`). ``values``: a DataFrame, one column per method (rows:
+    images). An optional ``reference`` Series (per image, same rows) is drawn the same way in grey
+    at the bottom, on every image that any drawn row has. The means and ``ci`` intervals are
+    :func:`liftcam.metrics.summarize` of the drawn values (``n_boot``, ``seed``). ``xlim``: the x
+    range (e.g. (0, 1) for a share). A ``ValueError`` when no method has a value (a figure with
+    nothing in it is never drawn). Returns ``(fig, data)``: ``data`` one row per drawn dot, with
+    its row's mean, low, high and n.
     """
     import matplotlib.pyplot as plt
     import pandas as pd
@@ -325,6 +331,12 @@ def interval_plot(values, *, reference=None, reference_label: str = "reference",
     from .metrics import summarize
 
     kept, left_out = common_images(values)
+    if not common:
+        kept = values[list(kept.columns)]
+        kept = kept[kept.notna().any(axis=1)]
+    if kept.shape[1] == 0 or len(kept) == 0:
+        raise ValueError("interval_plot: no method has a value on any image (nothing to draw); "
+                         f"methods given: {', '.join(map(str, values.columns)) or 'none'}")
     cols = list(kept.columns)
     rows = cols + (["__reference__"] if reference is not None else [])
     fig, ax = plt.subplots(figsize=(size[0], 1.2 + size[1] * len(rows)))
@@ -333,7 +345,7 @@ def interval_plot(values, *, reference=None, reference_label: str = "reference",
     for i, c in enumerate(rows):
         y = len(rows) - 1 - i
         ref = c == "__reference__"
-        v = pd.Series(reference, index=values.index).loc[kept.index] if ref else kept[c]
+        v = pd.Series(reference, index=values.index).loc[kept.index] if ref else kept[c].dropna()
         sm = summarize(v.to_numpy(dtype=float), n_boot=n_boot, ci=ci, seed=seed)
         c_ = "0.45" if ref else colour(c, i)
         jitter = rng.uniform(-0.18, 0.18, len(v))
@@ -345,7 +357,9 @@ def interval_plot(values, *, reference=None, reference_label: str = "reference",
         records += [{"method": name, "image": img, "value": float(val), "row": y, "jitter": float(j),
                      "mean": sm["mean"], "low": sm["low"], "high": sm["high"], "n": sm["n"]}
                     for img, val, j in zip(v.index, v.to_numpy(dtype=float), jitter)]
-    ax.set_yticks(range(len(rows))[::-1], [reference_label if c == "__reference__" else label(c) for c in rows])
+    counts = {r["method"]: r["n"] for r in records}
+    names = {c: reference_label if c == "__reference__" else c for c in rows}
+    ax.set_yticks(range(len(rows))[::-1], [f"{label(names[c])} (n = {counts.get(names[c], 0)})" for c in rows])
     ax.set_xlabel(xlabel), ax.grid(axis="x", alpha=0.3), ax.set_ylim(-0.6, len(rows) - 0.4)
     if xlim is not None:
         ax.set_xlim(*xlim)
@@ -354,12 +368,37 @@ def interval_plot(values, *, reference=None, reference_label: str = "reference",
     ax.legend(handles=key, loc="upper center", bbox_to_anchor=(0.5, -0.1 - 0.25 / len(rows)), ncol=2, fontsize=8,
               frameon=False)
     head = f"{title}\n" if title else ""
-    ax.set_title(f"{head}{_n(len(kept))} every method explains{_left_out_note(left_out)}", fontsize=9)
+    which = (f"{_n(len(kept))} every method explains" if common else
+             f"each row on the images its method is scored on (n per row; {_n(len(kept))} in all)")
+    ax.set_title(f"{head}{which}{_left_out_note(left_out)}", fontsize=9)
     fig.tight_layout()
     return fig, pd.DataFrame(records)
 
 
 MARKERS = "o*sDv^PX<>hp"
+
+
+def _label_means(ax, x: dict, y: dict, *, near: float = 0.3, gap: float = 0.05) -> None:
+    """Each method's name beside its mean at ``(x[m], y[m])``; the names of methods whose times lie within
+    ``near`` decades are stacked ``gap`` of the y range apart (highest mean on top), each with a thin
+    line to its marker, so that no name hides another and no marker is moved."""
+    if not y:
+        return
+    span = (max(y.values()) - min(y.values())) or 1.0
+    lo, hi = ax.get_ylim()
+    step = gap * max(hi - lo, span)
+    done = set()
+    for m in sorted(y, key=lambda k: x[k]):
+        if m in done:
+            continue
+        group = [o for o in y if o not in done and abs(np.log10(x[o]) - np.log10(x[m])) < near]
+        done.update(group)
+        at = None
+        for o in sorted(group, key=lambda k: -y[k]):
+            at = y[o] if at is None else min(y[o], at - step)
+            ax.annotate(label(o), (x[o], y[o]), xytext=(max(x[g] for g in group) * 10 ** 0.12, at), textcoords="data",
+                        fontsize=7, color=colour(o), va="center",
+                        arrowprops=dict(arrowstyle="-", lw=0.5, color=colour(o), shrinkA=0, shrinkB=3))
 
 
 def agreement_vs_cost(per_image, seconds: dict, panels, *, reference=None, n_boot: int = 1000, seed: int = 0,
@@ -369,10 +408,12 @@ def agreement_vs_cost(per_image, seconds: dict, panels, *, reference=None, n_boo
 
     ``per_image``: a DataFrame indexed by ``(method, image)`` with the ``panels`` columns; ``seconds``:
     ``{method: seconds per image}``; ``reference``: an optional ``(text, seconds)`` drawn as a vertical
-    line (e.g. SHAP-CAM's own cost). Only the images every method explains are drawn. Methods whose
-    times lie within 0.1 decade of each other are spread sideways so that no marker hides another;
-    the true time stays in ``data``. Returns ``(fig, data)``: every per-image row (``drawn`` marks
-    the images in the figure), with the drawn x, and each method's means and intervals.
+    line (e.g. SHAP-CAM's own cost). Only the images every method explains are drawn. Every marker
+    sits at its method's measured time (x is a measurement: nothing is moved along it); each mean is
+    labelled with its method's name, the names of methods with near-equal times stacked apart
+    (:func:`_label_means`).
+    Returns ``(fig, data)``: every per-image row (``drawn`` marks the images in the figure), and
+    each method's means and intervals.
     """
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
@@ -385,14 +426,13 @@ def agreement_vs_cost(per_image, seconds: dict, panels, *, reference=None, n_boo
     kept, left_out = common_images(wide)
     methods = list(kept.columns)
     common = list(kept.index)
-    x = _dodge({m: seconds[m] for m in methods})
+    x = {m: seconds[m] for m in methods}                            # measured: drawn where measured
     data = per_image.reset_index()
     data["seconds per image"] = data["method"].map(seconds)
     data["drawn"] = data["method"].isin(methods) & data["image"].isin(common)
-    data["x drawn"] = data["method"].map(x)
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8), squeeze=False)
-    rng = np.random.default_rng(0)
     for ax, (k, name) in zip(axes[0], panels):
+        means = {}
         for j, m in enumerate(methods):
             d = data[(data["method"] == m) & data["drawn"]]
             sm = summarize(d[k].to_numpy(dtype=float), n_boot=n_boot, ci=ci, seed=seed)
@@ -400,9 +440,11 @@ def agreement_vs_cost(per_image, seconds: dict, panels, *, reference=None, n_boo
                 if s_ in ("mean", "low", "high"):
                     data.loc[data["method"] == m, f"{k} {s_}"] = v
             c, mk, big = colour(m, j), MARKERS[j % len(MARKERS)], m in highlight
-            ax.scatter(x[m] * 10 ** rng.uniform(-0.012, 0.012, len(d)), d[k], s=10, color=c, alpha=0.35, lw=0)
+            ax.scatter(np.full(len(d), x[m]), d[k], s=10, color=c, alpha=0.35, lw=0)
             ax.errorbar(x[m], sm["mean"], yerr=[[sm["mean"] - sm["low"]], [sm["high"] - sm["mean"]]], fmt=mk, color=c,
                         ms=9 if big else 7, capsize=3, zorder=3, label=label(m), mec="white" if big else c, mew=0.6)
+            means[m] = sm["mean"]
+        _label_means(ax, x, means)
         if reference is not None:
             ax.axvline(reference[1], color=colour("shap-cam"), ls=":", lw=1)
             ax.annotate(reference[0], (reference[1], 0.02), xycoords=("data", "axes fraction"), textcoords="offset points",
@@ -418,8 +460,8 @@ def agreement_vs_cost(per_image, seconds: dict, panels, *, reference=None, n_boo
     labels_ += ["one image", f"{ci:.0%} bootstrap interval of the mean"]
     fig.legend(handles, labels_, loc="upper center", bbox_to_anchor=(0.5, 0.02), ncol=5, fontsize=9, frameon=False)
     head = f"{title}\n" if title else ""
-    fig.suptitle(f"{head}{_n(len(common))} every method explains{_left_out_note(left_out)}; methods with "
-                 "near-equal times are spread sideways (true times in the .data.csv)", fontsize=10)
+    fig.suptitle(f"{head}{_n(len(common))} every method explains{_left_out_note(left_out)}; each method at its "
+                 "measured time", fontsize=10)
     fig.tight_layout()
     return fig, data
 
@@ -459,7 +501,8 @@ def cost_bars(table, *, title: str = "", xlabel: str = "seconds per image"):
 
 
 def convergence_panels(runs, spread, approx_error: dict, cos_to, cos_ref: dict, *, budget: int, reference,
-                       title: str = "", floor: float | None = None):
+                       title: str = "", floor: float | None = None, reference_error: float | None = None,
+                       ground_truth: float | None = None):
     """KernelSHAP's error against its budget (left) and the approximations' cosine with it (right).
 
     ``runs``: one row per estimate (``nsamples``, ``seed``, ``image``, ``vs reference``, ``cosine vs
@@ -469,7 +512,11 @@ def convergence_panels(runs, spread, approx_error: dict, cos_to, cos_ref: dict, 
     (its cosine with the estimate at that budget); ``cos_ref``: ``{method: cosine with the reference}``
     (horizontal lines); ``budget``: the budget used (vertical line); ``reference``: its budget (an
     int) or what it is (a str); ``floor``: the ground truth's own error (a horizontal line; None or
-    NaN: not drawn). Methods are keys of the registry.
+    NaN: not drawn); ``reference_error``: the reference's own error (a horizontal line, the
+    resolution of the left panel: errors below it cannot be measured); ``ground_truth``: the
+    ground truth's measured error against an independent reference (a star at ``budget``).
+    Methods are keys of the registry. Titles are wrapped and each legend has its own space below its
+    panel, so nothing overlaps or is cut.
     Returns ``(fig, data)``: every estimate (one row each, with its seed-to-seed spread) and, below,
     every other drawn value (``series``, ``x``, ``y``; ``x`` empty for a horizontal line).
     """
@@ -482,7 +529,7 @@ def convergence_panels(runs, spread, approx_error: dict, cos_to, cos_ref: dict, 
     curve = est.groupby("nsamples")[["vs reference", "seed-to-seed / sqrt 2"]].median()
     n_img = est["image"].nunique()
     lines = []                                                          # (panel, series, x, y)
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 5.6))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 7.6))
     seeds = sorted(est["seed"].unique())
     off = {sd: 2 ** ((i - (len(seeds) - 1) / 2) * 0.04) for i, sd in enumerate(seeds)}   # dodge the seeds' dots
     ax.scatter(est["nsamples"] * est["seed"].map(off), est["vs reference"], s=14, color=shap, alpha=0.4, lw=0,
@@ -501,16 +548,23 @@ def convergence_panels(runs, spread, approx_error: dict, cos_to, cos_ref: dict, 
         ax.axhline(v, color=colour(m), ls="--", lw=1.2, label=f"{label(m)} vs reference (median)")
         lines.append(("error", f"{m} vs reference", np.nan, v))
     if floor is not None and np.isfinite(floor) and floor > 0:
-        ax.axhline(floor, color="0.2", ls="-.", lw=1.2, label="ground truth's own error (median): noise floor")
+        ax.axhline(floor, color="0.2", ls="-.", lw=1.2, label="ground truth's own error, from its seeds (median)")
         lines.append(("error", "ground truth's own error", np.nan, floor))
+    if reference_error is not None and np.isfinite(reference_error) and reference_error > 0:
+        ax.axhline(reference_error, color="0.55", ls=(0, (1, 1)), lw=1.4, label="reference's own error (median)")
+        lines.append(("error", "reference's own error", np.nan, reference_error))
+    if ground_truth is not None and np.isfinite(ground_truth):
+        ax.scatter([budget], [ground_truth], marker="*", s=130, color="0.1", zorder=4,
+                   label="ground truth (mean of its seeds) vs reference (median)")
+        lines.append(("error", "ground truth vs reference", budget, ground_truth))
     for a in (ax, bx):
         a.axvline(budget, color="0.2", lw=1.2, label=f"budget used: shap_nsamples = {budget}" if a is ax else None)
     lines.append(("both", "budget used (shap_nsamples)", budget, np.nan))
     ax.set_xscale("log", base=2), ax.set_yscale("log")
     ax.set_xlabel("head evaluations per image (nsamples)"), ax.set_ylabel("relative L2 error")
     ref = reference if isinstance(reference, str) else f"nsamples = {reference}"
-    ax.set_title(f"KernelSHAP error; reference: {ref}", fontsize=10)
-    ax.grid(alpha=0.3, which="both"), ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    ax.set_title("KernelSHAP's error against the reference\n" + textwrap.fill(f"reference: {ref}", 60), fontsize=9.5)
+    ax.grid(alpha=0.3, which="both"), ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1)
     methods = list(cos_to.columns)
     for j, m in enumerate(methods):
         xs = cos_to.index.to_numpy(dtype=float) * 2 ** ((j - (len(methods) - 1) / 2) * 0.04)   # dodged markers
@@ -520,11 +574,15 @@ def convergence_panels(runs, spread, approx_error: dict, cos_to, cos_ref: dict, 
         lines.append(("cosine", f"{m} vs reference", np.nan, cos_ref[m]))
     bx.set_xscale("log", base=2), bx.set_xlabel("head evaluations per image (nsamples)")
     bx.set_ylabel("cosine similarity of coefficients")
-    bx.set_title("approximations: cosine with SHAP-CAM(nsamples) and with the reference", fontsize=10)
-    bx.grid(alpha=0.3), bx.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    bx.set_title("approximations: cosine with SHAP-CAM\nestimated at nsamples, and with the reference", fontsize=9.5)
+    bx.grid(alpha=0.3), bx.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1)
     head = f"{title}: " if title else ""
     fig.suptitle(f"{head}KernelSHAP convergence on {n_img} image{'s' if n_img != 1 else ''}, "
                  f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} per budget", fontsize=10.5)
-    fig.tight_layout()
+    # room for the legends below the panels (one entry a line, ~0.16 in each) and the two-line titles
+    rows = max(len(ax.get_legend().get_texts()), len(bx.get_legend().get_texts()))
+    height = 5.0 + 0.16 * rows + 0.8
+    fig.set_size_inches(11, height)
+    fig.subplots_adjust(left=0.08, right=0.97, wspace=0.28, top=1 - 1.05 / height, bottom=(0.8 + 0.16 * rows) / height)
     drawn = pd.DataFrame(lines, columns=["panel", "series", "x", "y"])
     return fig, pd.concat([est.assign(series="estimate"), drawn], ignore_index=True)

@@ -94,6 +94,9 @@ def save_figure(fig, stem, params: dict | None = None, *, data=None, formats=("p
     import io
 
     stem = Path(stem)
+    if data is not None and hasattr(data, "__len__") and len(data) == 0:   # a figure with nothing behind it
+        raise ValueError(f"{stem.name}: the figure's data is empty (nothing was drawn); do not write it: "
+                         "skip the figure and say why, or draw the images that have values")
     files = []
     for fmt in formats:
         buf = io.BytesIO()

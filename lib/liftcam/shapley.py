@@ -617,3 +617,45 @@ def _check_additive(model: SplitModel, b: int, c: int, z: Tensor, moved: Tensor,
             "pooling followed by a linear layer (EfficientNet-Lite0 at 'bn2', ResNet50 at 'layer4'); estimate "
             "the Shapley values with KernelSHAP instead: liftcam.shapley.ground_truth(model, images, "
             "nsamples=...) (or explain_all(..., shap_estimator='kernel')).")
+
+
+# --------------------------------------------------------------------------------------------
+# The convergence study's independent reference (notebook 02)
+
+__all__ += ["REFERENCE_SEED_OFFSET", "reference_seeds", "still_rising"]
+
+#: The convergence reference's seeds start this far above the study's seed: no estimate of the study
+#: and no ground-truth seed (``seed, seed + 1, ...``) can be one of them.
+REFERENCE_SEED_OFFSET = 1_000_000
+
+
+def reference_seeds(seed: int, n: int, used) -> list[int]:
+    """``n`` KernelSHAP seeds for the convergence reference, none of them in ``used``.
+
+    A reference that averages the seeds whose error it measures is checked against itself: its
+    distance to each of them shrinks with the number of seeds, not with the error. The seeds are
+    ``seed + REFERENCE_SEED_OFFSET``, ``+ 1``, ... with every seed in ``used`` (the estimates' and
+    the ground truth's) skipped; deterministic for ``seed``.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"the convergence reference needs at least one seed (convergence_reference_seeds >= 1), got {n!r}")
+    used, out, s = {int(u) for u in used}, [], int(seed) + REFERENCE_SEED_OFFSET
+    while len(out) < n:
+        if s not in used:
+            out.append(s)
+        s += 1
+    return out
+
+
+def still_rising(budgets, values, error: float = 0.0) -> bool:
+    """Whether ``values`` (one per budget, e.g. LIFT-CAM's cosine with the estimate at that budget)
+    still rise at the largest budget by more than ``error`` (the reference's own error on that scale).
+
+    True means the estimate has not converged for this comparison: a larger budget would still
+    move it. Needs at least two budgets (False with one).
+    """
+    order = np.argsort(np.asarray(budgets, dtype=float))
+    v = np.asarray(values, dtype=float)[order]
+    if len(v) < 2 or not np.isfinite(v[-2:]).all():
+        return False
+    return bool(v[-1] - v[-2] > max(float(error), 0.0))

@@ -18,7 +18,7 @@ import torch
 
 from .core import explain
 
-__all__ = ["seconds_per_image", "Timing", "measure", "interleaved", "Memory", "peak_memory", "rss", "FLOORS",
+__all__ = ["seconds_per_image", "method_seconds", "Timing", "measure", "interleaved", "Memory", "peak_memory", "rss", "FLOORS",
            "floor_seconds", "method_floor", "cost_table"]
 
 
@@ -180,6 +180,49 @@ def seconds_per_image(model, images: torch.Tensor, methods: Iterable[str], *, re
     return out
 
 
+def _inputs(model, images, methods, options, caller):
+    """The arguments of a timing function checked and placed: (options, methods as a list, images on the model's device)."""
+    if len(images) == 0:
+        raise ValueError(f"{caller} needs at least one image")
+    return options or {}, list(methods), images.to(model.device)
+
+
+def method_seconds(model, images: torch.Tensor, methods: Iterable[str], *, repeats: int = 3, warmup: bool = True,
+                   options: dict | None = None, forward: bool = False) -> dict[str, Timing]:
+    """Seconds per image of ``explain(model, images, method)`` for each method: the one protocol of notebooks 03 and 07.
+
+    With ``warmup``, every method first gets untimed calls: a method's first call can pay seconds
+    of imports and set-up (LIME-CAM's captum and scikit-learn, 100x its own time) and CUDA's first
+    launches, which are not the method's cost. A method of one head pass (registry cost "head"),
+    warmed up on the whole batch, is then timed ``repeats`` times in turns with the others and, with
+    ``forward``, with the forward pass of the same batch (key ``"forward"``; :func:`interleaved`).
+    A costlier method (Score-, Ablation-, LIME-, SHAP-CAM), warmed up on ``images[:1]``, is timed
+    once: one call lasts long enough. Each :class:`Timing` holds seconds per image (a call's
+    seconds / ``len(images)``).
+    """
+    from .core import lookup
+
+    options, methods, images = _inputs(model, images, methods, options, "method_seconds")
+    dev, n = model.device, len(images)
+
+    def call(m, x):
+        return lambda: explain(model, x, method=m, **options.get(m, {}))
+
+    cheap = [m for m in methods if lookup(m).cost == "head"]
+    calls = ({"forward": lambda: _no_grad(model, images)} if forward else {}) | {m: call(m, images) for m in cheap}
+    out = {}
+    if calls:
+        out = {k: Timing([t / n for t in v.times])
+               for k, v in interleaved(calls, repeats=repeats, warmup=int(warmup), device=dev).items()}
+    for m in methods:
+        if m in cheap:
+            continue
+        if warmup:                                              # the first call pays imports and set-up
+            call(m, images[:1])()
+        out[m] = Timing([t / n for t in measure(call(m, images), repeats=1, warmup=0, device=dev).times])
+    return {k: out[k] for k in (["forward"] if forward else []) + methods}
+
+
 # --------------------------------------------------------------------------------------------
 # The cost comparison (notebook 07): every method at batch 1 and batched, beside its cost floor
 
@@ -225,18 +268,37 @@ def floor_seconds(model, image: torch.Tensor, *, chunk: int = 64, repeats: int =
             "head per evaluation": t["head"].median / chunk}
 
 
-def method_floor(method: str, K: int, pieces: dict[str, float], options: dict | None = None) -> tuple[str, float]:
-    """``(name, seconds per image)`` of ``method``'s floor (:data:`FLOORS`) from :func:`floor_seconds`."""
+def method_floor(method: str, K: int, pieces: dict[str, float], options: dict | None = None, *,
+                 passes: float | None = None) -> tuple[str, float]:
+    """``(name, seconds per image)`` of ``method``'s floor (:data:`FLOORS`) from :func:`floor_seconds`.
+
+    ``passes``: Score-CAM's forward passes per image, the maps that are not constant over space
+    (:func:`score_cam_passes`; it skips the others), K when not given.
+    """
     from .core import lookup
 
     cost = lookup(method).cost
     if method == "score-cam":
-        return FLOORS["score-cam"], K * pieces["model per input"]
+        if passes is None or passes == K:
+            return FLOORS["score-cam"], K * pieces["model per input"]
+        return f"{passes:.4g} forward passes (the non-constant maps of {K})", passes * pieces["model per input"]
     if cost == "head":
         return FLOORS["head"], pieces["forward"]
     n = _evaluations(method, K, options or {})
     return FLOORS[cost].replace("K", str(K)) if cost == "per-map" else FLOORS[cost].replace(" n ", f" {n} "), \
         pieces["forward"] + n * pieces["head per evaluation"]
+
+
+def score_cam_passes(model, images: torch.Tensor) -> float:
+    """Mean forward passes per image that Score-CAM makes: its maps that are not constant over space.
+
+    Score-CAM skips a map that is constant over space (its score is 0 without a pass), and a ReLU6
+    layer zeroes many (``liftcam.methods.perturbation.score_cam``); a map whose upsampled copy
+    rounding flattens is skipped too, so this count is an upper bound by at most those few maps.
+    """
+    with torch.inference_mode():
+        flat = model.body(images.to(model.device)).flatten(2)
+    return float((flat.amax(2) > flat.amin(2)).sum(1).double().mean())
 
 
 def cost_table(model, images: torch.Tensor, methods: Iterable[str], *, batched: int = 8, costly_batched: int = 2,
@@ -245,12 +307,12 @@ def cost_table(model, images: torch.Tensor, methods: Iterable[str], *, batched: 
 
     Each method is timed on ``images[:1]`` and on a batch of ``batched`` images (``costly_batched``
     for the methods whose cost is not one head pass: Score-CAM, Ablation-, LIME- and SHAP-CAM,
-    which already batch their masked inputs). A method of one head pass is timed ``repeats``
-    times after a warm-up call, in turns with the forward pass of the same batch
-    (:func:`interleaved`); a costlier one once per batch size, after one untimed call on one image
-    (the first call of a method can pay seconds of imports and set-up, e.g. LIME-CAM's captum and
-    scikit-learn). Floors (:func:`floor_seconds`, measured on the first image,
-    per image): one forward pass; K forward passes (Score-CAM); one forward pass plus the head
+    which already batch their masked inputs), by :func:`method_seconds`, the protocol notebook 03
+    uses too: a method of one head pass ``repeats`` times after a warm-up call, in turns with the
+    forward pass of the same batch; a costlier one once per batch size, after one untimed call on
+    one image at batch 1. Floors (:func:`floor_seconds`, measured on the first image,
+    per image): one forward pass; a forward pass per map that is not constant over space (Score-CAM
+    skips the others: :func:`score_cam_passes`, on the images of the call); one forward pass plus the head
     evaluations the method makes (Ablation-CAM: K, LIME-CAM: ``n_samples``, SHAP-CAM:
     ``nsamples``); the forward pass in them is the batch-1 forward pass timed in turns with the
     one-head-pass methods, when there are any. ``options`` maps a method to its keyword options (as :func:`seconds_per_image`).
@@ -266,12 +328,7 @@ def cost_table(model, images: torch.Tensor, methods: Iterable[str], *, batched: 
 
     from .core import lookup
 
-    options = options or {}
-    methods = list(methods)
-    dev = model.device
-    images = images.to(dev)
-    if len(images) == 0:
-        raise ValueError("cost_table needs at least one image")
+    options, methods, images = _inputs(model, images, methods, options, "cost_table")
     K = model.body(images[:1]).shape[1]
     pieces = floor_seconds(model, images[:1], chunk=chunk, repeats=repeats)
     rows = []
@@ -280,21 +337,20 @@ def cost_table(model, images: torch.Tensor, methods: Iterable[str], *, batched: 
     costly = [m for m in methods if m not in cheap]
     bar = tqdm(total=len(sizes) * len(methods), desc="timing", unit="call", disable=not progress)
     for b in sizes:
-        x = images[:b]
-        calls = {"forward": lambda x=x: _no_grad(model, x)}
-        calls |= {m: (lambda m=m, x=x: explain(model, x, method=m, **options.get(m, {}))) for m in cheap}
-        t = interleaved(calls, repeats=repeats, device=dev) if cheap else {}
+        t = method_seconds(model, images[:b], cheap, repeats=repeats, options=options, forward=True) if cheap else {}
         bar.update(len(cheap))
         for m in cheap:
-            rows.append(("method", m, b, t[m].median / b, t[m].min / b, t[m].max / b, repeats))
-        forward = t["forward"].median / b if cheap else pieces["forward"]
+            rows.append(("method", m, b, t[m].median, t[m].min, t[m].max, repeats))
+        forward = t["forward"].median if cheap else pieces["forward"]
         rows.append(("floor", FLOORS["head"], b, forward, forward, forward, repeats))
+    passes = {}
     for b in sorted({1, min(costly_batched, len(images))}):
-        for m in costly:                                        # warm-up: the first call pays imports and set-up
-            t = measure(lambda m=m, x=images[:b]: explain(model, x, method=m, **options.get(m, {})),
-                        repeats=1, warmup=int(b == 1), device=dev)
-            rows.append(("method", m, b, t.median / b, t.min / b, t.max / b, 1))
+        for m in costly:                                        # warmed up once, at batch 1 (method_seconds)
+            t = method_seconds(model, images[:b], [m], options=options, warmup=b == 1)[m]
+            rows.append(("method", m, b, t.median, t.min, t.max, 1))
             bar.update(1)
+        if "score-cam" in costly:
+            passes[b] = score_cam_passes(model, images[:b])
     bar.close()
     one = [r[3] for r in rows if r[0] == "floor" and r[2] == 1]
     if one:                                                   # the forward pass timed in turns, with more repeats
@@ -308,12 +364,13 @@ def cost_table(model, images: torch.Tensor, methods: Iterable[str], *, batched: 
             f = df[(df.row == "floor") & (df.images == r.images)]["seconds per image"]
             floors.append((FLOORS["head"], float(f.iloc[0]) if len(f) else pieces["forward"]))
         else:
-            floors.append(method_floor(r.method, K, pieces, options.get(r.method)))
+            floors.append(method_floor(r.method, K, pieces, options.get(r.method), passes=passes.get(r.images)))
     df["floor"] = [f[0] for f in floors]
     df["floor seconds per image"] = [f[1] for f in floors]
     for name in sorted({f[0] for f in floors if f[0] and f[0] != FLOORS["head"]}):   # the other floors as rows
-        sec = next(s for f, s in floors if f == name)
-        df.loc[len(df)] = ["floor", name, 1, sec, sec, sec, repeats, None, float("nan")]
+        i = next(i for i, f in enumerate(floors) if f[0] == name)
+        sec = floors[i][1]
+        df.loc[len(df)] = ["floor", name, df["images"].iloc[i], sec, sec, sec, repeats, None, float("nan")]
     df.insert(2, "call", np.where(df["images"] == 1, "batch 1", "batched"))
     df["x floor"] = df["seconds per image"] / df["floor seconds per image"]
     grad = df[(df.row == "method") & (df.method == "grad-cam")].set_index("call")["seconds per image"]
