@@ -253,3 +253,14 @@ def test_claim2_times_come_from_notebook_07_when_it_ran(claims, tmp_path):
     # 0.06 / 0.05 < 2: undecided from notebook 07's table, where notebook 03's (9.88 / 0.0456) said "for"
     assert comp.loc[("Score-CAM", "seconds per image"), "decision"] == "undecided"
     assert comp.loc[("Ablation-CAM", "seconds per image"), "decision"] == "for"           # 0.5 / 0.05 = 10
+
+
+def test_the_report_opens_with_the_verdict_matrix_where_notebook_08_drew_it(claims, tmp_path):
+    figures = tmp_path / "figures"
+    settings = rp.read_settings({"A": make_folder(figures / "A"), "B": make_folder(figures / "B")})
+    out = tmp_path / "REPORT.md"
+    assert "verdict_matrix" not in rp.write_report(claims, settings, out, n_boot=50)     # not drawn: no link
+    (figures / "verdict_matrix.png").write_bytes(b"png")
+    text = rp.write_report(claims, settings, out, n_boot=50)
+    link = re.search(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert link and link.group(1) == "figures/verdict_matrix.png" and text.index(link.group(0)) < text.index("## Settings")
