@@ -20,17 +20,21 @@ def test_pytorch_grad_cams_readme_example_with_liftcam(resnet50_net):
 
     rgb_img = np.float32(Image.fromarray(skimage.data.chelsea()).resize((224, 224))) / 255
     before = {k: v.clone() for k, v in resnet50_net.state_dict().items()}
-    resnet50_net.train()
-    # pytorch-grad-cam's README, with GradCAM swapped for LiftCAM (random weights: no download here)
-    model = resnet50_net
-    target_layers = [model.layer4[-1]]
-    input_tensor = preprocess_image(rgb_img, mean=IMAGENET[0], std=IMAGENET[1])
-    targets = [ClassifierOutputTarget(281)]
-    with LiftCAM(model=model, target_layers=target_layers) as cam:
-        grayscale_cam = cam(input_tensor=input_tensor, targets=targets)
-        grayscale_cam = grayscale_cam[0, :]
-        visualization = show_cam_on_image(rgb_img, grayscale_cam, use_rgb=True)
-        model_outputs = cam.outputs
+    resnet50_net.train()                                             # pytorch-grad-cam would switch it to eval
+    try:
+        # pytorch-grad-cam's README, with GradCAM swapped for LiftCAM (random weights: no download here)
+        model = resnet50_net
+        target_layers = [model.layer4[-1]]
+        input_tensor = preprocess_image(rgb_img, mean=IMAGENET[0], std=IMAGENET[1])
+        targets = [ClassifierOutputTarget(281)]
+        with LiftCAM(model=model, target_layers=target_layers) as cam:
+            grayscale_cam = cam(input_tensor=input_tensor, targets=targets)
+            grayscale_cam = grayscale_cam[0, :]
+            visualization = show_cam_on_image(rgb_img, grayscale_cam, use_rgb=True)
+            model_outputs = cam.outputs
+        assert model.training and all(m.training for m in model.modules())   # the caller's flags are left alone
+    finally:
+        resnet50_net.eval()
     assert grayscale_cam.dtype == np.float32 and grayscale_cam.shape == (224, 224)
     assert visualization.shape == (224, 224, 3) and visualization.dtype == np.uint8
     # the same maps as liftcam.explain on the pixel-space image, the layer found by its name
@@ -38,9 +42,9 @@ def test_pytorch_grad_cams_readme_example_with_liftcam(resnet50_net):
     ref = liftcam.explain(s, torch.from_numpy(rgb_img).permute(2, 0, 1)[None], "lift-cam", targets=281)
     assert np.abs(grayscale_cam - ref.maps[0].numpy()).max() <= 1e-4
     assert 0 <= grayscale_cam.min() and grayscale_cam.max() == 1
-    model.eval()
-    torch.testing.assert_close(model_outputs, model(input_tensor).detach(), rtol=1e-4, atol=1e-4)
-    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())   # the caller's model is untouched
+    with torch.no_grad():
+        torch.testing.assert_close(model_outputs, model(input_tensor), rtol=1e-4, atol=1e-4)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())   # the caller's weights too
 
 
 def test_every_method_has_a_class_equal_to_explain():
