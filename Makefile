@@ -56,12 +56,17 @@ check-inputs: | $(STAMP)
 	@if [ "$(PROFILE)" = vgg16 ] || [ "$(PROFILE)" = resnet50 ]; then \
 	    $(PY) -m liftcam check-inputs "$(PROFILE)" $(IMAGENET) || exit 1; fi
 
-# one notebook run: $(1) output, $(2) source notebook, $(3) extra parameter files (-f ...)
+# one notebook run: $(1) output, $(2) source notebook, $(3) extra parameter files (-f ...); one line per
+# notebook with its time. The kernel's "running over TCP without encryption" warning is filtered out: the
+# kernel only listens on localhost for this one run, and nothing in it is for the user to act on.
 define papermill
 	@mkdir -p $(dir $(1)) $(dir $(SHOWCASE)/$(patsubst $(BUILD)/%,%,$(1)))
-	@echo "== $(2) ($(PROFILE)$(if $(4), $(4)))"
-	@$(BIN)/papermill $(2) $(1:.ipynb=.partial.ipynb) -f params/$(PROFILE).yaml $(3) -p profile $(PROFILE) \
-	    -p report_path $(REPORT) -k python3 --cwd . --log-level ERROR --no-progress-bar
+	@printf '%s ... ' "== $(2) ($(PROFILE)$(if $(4), $(4)))"; start=$$SECONDS; \
+	$(BIN)/papermill $(2) $(1:.ipynb=.partial.ipynb) -f params/$(PROFILE).yaml $(3) -p profile $(PROFILE) \
+	    -p report_path $(REPORT) -k python3 --cwd . --log-level ERROR --no-progress-bar \
+	    2> >(grep --line-buffered -v "Kernel is running over TCP without encryption" >&2) \
+	    || { echo "failed after $$((SECONDS - start)) s (the executed cells: $(1:.ipynb=.partial.ipynb))"; exit 1; }; \
+	t=$$((SECONDS - start)); printf '%d min %02d s\n' $$((t / 60)) $$((t % 60))
 	@$(PY) -c "import sys, liftcam.report as r; r.tidy_executed(sys.argv[1])" $(1:.ipynb=.partial.ipynb)
 	@cp $(1:.ipynb=.partial.ipynb) $(SHOWCASE)/$(patsubst $(BUILD)/%,%,$(1))
 	@mv $(1:.ipynb=.partial.ipynb) $(1)

@@ -187,7 +187,7 @@ def test_make_runs_each_setting_chain_then_the_report(profile):
     """The Makefile reads the profile's settings: 01 once, 00-06 per setting in order, 08 last."""
     out = subprocess.run(["make", "-n", "-B", "reproduce", f"PROFILE={profile}", "VENV=/nonexistent"], cwd=REPO,
                          capture_output=True, text=True).stdout
-    runs = re.findall(r'echo "== notebooks/(\d\d)_\w+\.ipynb \((\w+)(?: (\w+))?\)"', out)
+    runs = re.findall(r'"== notebooks/(\d\d)_\w+\.ipynb \((\w+)(?: (\w+))?\)"', out)
     import yaml
     settings = yaml.safe_load((REPO / "params" / f"{profile}.yaml").read_text())["settings"]
     per = sorted({p.name[:2] for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")} - {"01", "08"})

@@ -287,3 +287,31 @@ def test_save_figure_refuses_an_empty_data_file(tmp_path):
     report.save_figure(fig, tmp_path / "drawn", {}, data=pd.DataFrame({"value": [1.0]}))
     assert (tmp_path / "drawn.data.csv").is_file()
     plt.close(fig)
+def test_verdict_matrix_colours_each_cell_by_its_verdict_with_n_and_units():
+    from types import SimpleNamespace
+
+    import matplotlib.colors as mcolors
+
+    table = pd.DataFrame({"claim": ["claim1", "claim1", "claim4", "claim4"], "setting": ["a", "b", "a", "b"],
+                          "metric": ["AD, IC", "AD, IC", "pointing", "pointing"],
+                          "verdict": ["holds", "contradicted", "not resolved", "not run"],
+                          "n": pd.array([10, 500, 6, None], dtype="Int64")}).set_index(["claim", "setting"])
+    faith = pd.DataFrame({"claim": [1, 1, 3], "n_clusters": [9, 8, 2]})
+    settings = [SimpleNamespace(name="a", tables={"faithfulness_claims": faith,
+                                                  "pointing_game_claims": pd.DataFrame({"n_clusters": [3, 4]})}),
+                SimpleNamespace(name="b", tables={})]
+    fig, data = plots.verdict_matrix(table, settings=settings)
+    units = lambda d: [None if pd.isna(v) else int(v) for v in d["units"]]   # noqa: E731
+    assert units(data) == [8, None, 3, None]                 # claim 3's rows are not claim 1's; b records none
+    ax = fig.axes[0]
+    faces = [mcolors.to_hex(p.get_facecolor()) for p in ax.patches]
+    assert faces == [plots.VERDICT_COLOURS[v] for v in table["verdict"]]
+    texts = [t.get_text() for t in ax.texts]
+    assert texts == ["holds\nn = 10, 8 independent", "contradicted\nn = 500", "not resolved\nn = 6, 3 independent",
+                     "not run"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
+    _, given = plots.verdict_matrix(table, units={"a": 9, ("claim1", "b"): 500})
+    assert units(given) == [9, 500, 9, None]
+    plt.close("all")
+    with pytest.raises(ValueError, match="verdict table is empty"):
+        plots.verdict_matrix(table.iloc[:0])

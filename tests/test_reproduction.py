@@ -381,3 +381,12 @@ def test_the_readme_outcome_matches_the_committed_verdicts():
         pytest.skip("README.md has no outcome markers yet")
     table = pd.read_csv(ROOT / "figures" / "reproduction_verdicts.csv").set_index(["claim", "setting"])
     assert text.split(start)[1].split(end)[0].strip("\n").splitlines() == rp.outcome_lines(table)
+def test_the_report_opens_with_the_verdict_matrix_where_notebook_08_drew_it(claims, tmp_path):
+    figures = tmp_path / "figures"
+    settings = rp.read_settings({"A": make_folder(figures / "A"), "B": make_folder(figures / "B")})
+    out = tmp_path / "REPORT.md"
+    assert "verdict_matrix" not in rp.write_report(claims, settings, out, n_boot=50)     # not drawn: no link
+    (figures / "verdict_matrix.png").write_bytes(b"png")
+    text = rp.write_report(claims, settings, out, n_boot=50)
+    link = re.search(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert link and link.group(1) == "figures/verdict_matrix.png" and text.index(link.group(0)) < text.index("## Settings")

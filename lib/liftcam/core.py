@@ -24,10 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import targets as _targets
 from .models import SplitModel, split
 
 __all__ = ["Batch", "Explanation", "Method", "REGISTRY", "RULES", "COSTS", "HOW_OPTIONS", "register", "lookup", "explain",
-           "explain_batch", "cam_maps", "minmax", "evaluating", "chunks",
+           "explain_batch", "explain_targets", "TARGET_KINDS", "cam_maps", "minmax", "evaluating", "chunks",
            "check_images", "resolve_targets", "forward", "coefficients", "numpy_seed"]
 
 
@@ -80,6 +81,17 @@ HOW_OPTIONS = frozenset({"batch_size", "progress"})
 COSTS = {"head": "one pass through the head",
          "per-map": "one pass per activation map (through the head, or the whole model)",
          "sampling": "one head evaluation per sampled coalition"}
+#: What a rule can explain (``register(..., targets=...)``): the default is one class's logit only (a rule
+#: that reads other classes' logits, a softmax, cannot take a widened head), the others also take
+#: the targets of :mod:`liftcam.targets` and callables over the logits.
+TARGET_KINDS = {"class": "one class's logit only",
+                "linear": "a class, or a linear combination of the logits (liftcam.targets.Combination)",
+                "any": "a class, or any function of the logits (a callable over one image's logits (C,))"}
+#: ``targets`` of the methods registered before that option existed, kept here rather than at their
+#: ``@register`` lines: the cache key of a rule hashes its source, decorator included, so an edit there would
+#: recompute every cached explanation. A new method declares its own at ``register(..., targets=...)``.
+_TARGETS_OF = {"lift-cam": "linear", "lrp-cam": "linear", "cam": "linear", "grad-cam": "any", "grad-cam++": "any",
+               "xgrad-cam": "any", "ablation-cam": "any", "lime-cam": "any", "shap-cam": "any"}
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,7 @@ class Method:
     random: bool               # the result depends on a seed option
     rank: int                  # position in METHODS: the paper's method first, then its approximations, then baselines
     options: dict              # keyword options of the rule with their defaults
+    targets: str = "class"     # a key of TARGET_KINDS: what the rule can explain besides one class
 
     def key_options(self, options: dict) -> dict:
         """``options`` completed with the defaults, without the ones that do not change the result."""
@@ -106,12 +119,16 @@ REGISTRY: dict[str, Method] = {}
 RULES: dict[str, Rule] = {}
 
 
-def register(name: str, *, label: str, colour: str, cost: str, random: bool = False, rank: int = 100):
+def register(name: str, *, label: str, colour: str, cost: str, random: bool = False, rank: int = 100,
+             targets: str | None = None):
     """Decorator: make ``fn(batch, **options) -> alpha (B, K)`` the rule of method ``name``.
 
     Declares the method's traits once: ``label`` (its published name), ``colour``, ``cost`` (a key
     of :data:`COSTS`), ``random`` (it takes a ``seed``), ``rank`` (its place in
-    ``liftcam.METHODS``). The options are read from the rule's keyword-only parameters. A rule
+    ``liftcam.METHODS``), ``targets`` (a key of :data:`TARGET_KINDS`, default ``"class"``: whether the rule can explain
+    a linear combination of logits, or any function of them, besides one class; a rule that reads
+    ``batch.targets`` only through ``batch.scores`` or by indexing the head's output can take
+    ``"any"``). The options are read from the rule's keyword-only parameters. A rule
     may also return ``(alpha, extras)``; ``extras`` (a dict) lands in ``Explanation.extras``.
     A name that is already taken is refused.
 
@@ -124,13 +141,16 @@ def register(name: str, *, label: str, colour: str, cost: str, random: bool = Fa
                          "choose another name")
     if cost not in COSTS:
         raise ValueError(f"cost must be one of {', '.join(COSTS)}, got {cost!r}")
+    targets = targets or _TARGETS_OF.get(name, "class")
+    if targets not in TARGET_KINDS:
+        raise ValueError(f"targets must be one of {', '.join(TARGET_KINDS)}, got {targets!r}")
 
     def deco(fn):
         params = inspect.signature(fn).parameters.values()
         options = {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
         if random and "seed" not in options:
             raise ValueError(f"method {name!r} is declared random but its rule takes no seed option")
-        REGISTRY[name] = Method(name, fn, label, colour, cost, random, rank, options)
+        REGISTRY[name] = Method(name, fn, label, colour, cost, random, rank, options, targets)
         RULES.clear()
         RULES.update((m.name, m.rule) for m in sorted(REGISTRY.values(), key=lambda m: (m.rank, m.name)))
         fn.method_name = name
@@ -235,7 +255,7 @@ def check_images(images) -> Tensor:
 
 
 def resolve_targets(targets, logits: Tensor | None = None, *, n: int | None = None,
-                    num_classes: int | None = None) -> Tensor:
+                    num_classes: int | None = None, callables: bool = False):
     """The explained classes as a (B,) long tensor: the one target check of the package.
 
     ``targets``: None -> each row's predicted class (needs ``logits`` (B, C)); an int (Python or
@@ -245,7 +265,29 @@ def resolve_targets(targets, logits: Tensor | None = None, *, n: int | None = No
     for ``logits``' shape where no logits exist yet (the metrics); without a class count the range
     is checked only for negatives. :func:`explain`, the metrics and :func:`liftcam.exact_shapley`
     all call this, so the same input gets the same answer and the same error everywhere.
+
+    ``callables=True`` (what :func:`explain` passes) also takes targets beyond one class: a
+    callable over one image's logits (C,) returning a scalar (pytorch-grad-cam's
+    ``ClassifierOutputTarget``, ``ClassifierOutputReST``, ...; :class:`liftcam.targets.ReST`), a
+    linear combination of classes (:class:`liftcam.targets.Combination`, a dict ``{class:
+    weight}``, or a (B, C) weight matrix: multi-label), one for all images or one per image mixed
+    with class indices. Unless every one of them is a class (an affine callable with weight 1 on
+    one class, such as ``ClassifierOutputTarget(c)``, is that class), the result is then a
+    :class:`liftcam.targets.Scores` (it needs ``logits``). Without ``callables`` such targets are
+    refused with a ``TypeError`` that says where they are accepted.
     """
+    if isinstance(targets, (list, tuple)) and len(targets) == 0:
+        raise ValueError("targets is an empty sequence: give one class per image, one class for all images "
+                         "(an int), or None for each image's predicted class")
+    if _targets.is_score_target(targets):
+        if not callables:
+            raise TypeError(f"this function takes class indices only, got {targets!r}: targets that are functions "
+                            "or combinations of the logits are taken by liftcam.explain and liftcam.compat; "
+                            "give one class index per image here")
+        if logits is None:
+            raise TypeError("targets beyond one class need the model's logits to be checked")
+        scores = _targets.resolve(targets, logits, lambda c: resolve_targets(c, logits[:1])[0])
+        return scores.classes if scores.index.equal(scores.classes) else scores
     if logits is not None:
         n, num_classes = logits.shape
     device = logits.device if logits is not None else None
@@ -294,7 +336,9 @@ def explain(model, images: Tensor, method: str = "lift-cam", targets=None, *, la
 
     ``model`` is a :class:`~liftcam.models.SplitModel` (or any ``nn.Module`` together with
     ``layer=``). ``targets``: None explains each image's predicted class; an int applies to all
-    images; a sequence gives one class per image. ``options`` go to the method's rule (see
+    images; a sequence gives one class per image; beyond classes, a callable over one image's
+    logits, a linear combination of classes (multi-label) or one of :mod:`liftcam.targets`, for
+    all images or per image (:func:`resolve_targets`, :func:`explain_targets`). ``options`` go to the method's rule (see
     ``liftcam.methods``). The model's train/eval flags are restored afterwards.
     """
     lookup(method)                                                      # unknown: a ValueError listing them
@@ -309,7 +353,48 @@ def explain(model, images: Tensor, method: str = "lift-cam", targets=None, *, la
     A, logits = forward(model, images)                                # checks the images once
     images = images.to(A.device, A.dtype)
     with evaluating(model):
-        return explain_batch(Batch(model, images, A, resolve_targets(targets, logits), logits), method, **options)
+        return explain_targets(model, images, A, logits, targets, method, **options)
+
+
+def explain_targets(model: SplitModel, images: Tensor, A: Tensor, logits: Tensor, targets, method: str,
+                    **options) -> Explanation:
+    """:func:`explain_batch` for ``targets`` of any kind (:func:`resolve_targets` with ``callables``), on
+    images whose maps A (B, K, h, w) and logits (B, C) are known.
+
+    Class targets go straight to the rule. Others are checked against the method's
+    :data:`TARGET_KINDS` and explained through the head widened by their scores
+    (:class:`liftcam.targets.Scores`); the result's ``targets`` is then -1 where an image's target is
+    not one class, ``logits`` the model's (B, C), and ``extras`` gains ``targets`` (the target of
+    each image) and ``scores`` (B,) (the explained score of each image).
+    """
+    t = resolve_targets(targets, logits, callables=True)
+    if isinstance(t, Tensor):
+        return explain_batch(Batch(model, images, A, t, logits), method, **options)
+    _check_target_kind(lookup(method), t)
+    scored = t.model(model)
+    with torch.no_grad():
+        wide = scored.head(A)                                          # (B, C + J)
+    e = explain_batch(Batch(scored, images, A, t.index, wide), method, **options)
+    e.extras.update(targets=t.targets, scores=wide.gather(1, t.index.view(-1, 1)).squeeze(1))
+    e.targets, e.logits = t.classes, logits
+    return e
+
+
+def _check_target_kind(m: Method, t) -> None:
+    """A ValueError when method ``m`` cannot explain the targets ``t`` (a :class:`liftcam.targets.Scores`)."""
+    takes = [k for k, v in REGISTRY.items() if v.targets == "any"]
+    other = next((x for x in t.targets if not isinstance(x, (int, np.integer))), None)
+    if m.targets == "class":
+        raise ValueError(f"method {m.name!r} explains one class's logit only ({m.label}'s rule reads the logits of "
+                         f"the other classes or the class index itself), not {other!r}: give class indices "
+                         f"(or ClassifierOutputTarget(c)), or use a method that takes any target: {', '.join(takes)}")
+    if m.targets == "linear" and not t.linear:
+        bad = t.functions[0]
+        raise ValueError(
+            f"method {m.name!r} needs a target that is linear in the logits: {m.label} propagates one logit, or a "
+            f"linear combination of logits, through the head (LIFT-CAM's completeness, sum_k alpha_k = "
+            f"F(A) - F(0), is over such a score), and {bad!r} is not linear. Give a class index or a "
+            f"liftcam.targets.Combination, or use a method that takes any target: {', '.join(takes)}")
 
 
 _SPLITS: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()

@@ -586,3 +586,95 @@ def convergence_panels(runs, spread, approx_error: dict, cos_to, cos_ref: dict, 
     fig.subplots_adjust(left=0.08, right=0.97, wspace=0.28, top=1 - 1.05 / height, bottom=(0.8 + 0.16 * rows) / height)
     drawn = pd.DataFrame(lines, columns=["panel", "series", "x", "y"])
     return fig, pd.concat([est.assign(series="estimate"), drawn], ignore_index=True)
+
+
+#: the colour of each verdict of liftcam.reproduction in the verdict matrix (others: light grey)
+VERDICT_COLOURS = {"holds": "#4daf4a", "contradicted": "#e41a1c", "not resolved": "#fdd49e", "not run": "#ffffff",
+                   "not reproduced offline": "#d9d9d9"}
+
+
+def _units_of(claim, metric, setting) -> int | None:
+    """The fewest independent units (``n_clusters``: source photographs, scenes) behind one claim's comparisons
+    in a setting: from its paired table (faithfulness, approximation or pointing game, told by the claim's
+    metrics), the claim's rows only where the table has a ``claim`` column; None when nothing records them."""
+    from .reproduction import AGREEMENT, FAITHFULNESS, TIME
+
+    names = {m.strip() for m in str(metric).split(",")}
+    key = ("faithfulness_claims" if names & FAITHFULNESS else "approximation_claims" if names & (AGREEMENT | {TIME})
+           else "pointing_game_claims" if "pointing" in str(metric) else None)
+    t = getattr(setting, "tables", {}).get(key) if key else None
+    if t is None or "n_clusters" not in t.columns:
+        return None
+    if "claim" in t.columns:
+        number = "".join(ch for ch in str(claim) if ch.isdigit())
+        t = t[t["claim"].astype(str).isin([str(claim), number])]
+    k = t["n_clusters"].dropna()
+    return int(k.min()) if len(k) else None
+
+
+def verdict_matrix(table, *, settings=None, units=None, unit: str = "independent", title: str = ""):
+    """The verdicts as a claim x setting grid, each cell coloured by its verdict, with its n and the number
+    of independent units behind it: ``(fig, data)``.
+
+    ``table``: :func:`liftcam.reproduction.verdicts` (index ``(claim, setting)``, columns ``verdict`` and
+    ``n``). The units per cell come from ``units`` (``{(claim, setting): k}`` or ``{setting: k}``) or are
+    read from ``settings`` (:func:`liftcam.reproduction.read_settings`: the fewest ``n_clusters`` in the
+    claim's rows of the setting's tables); a cell without them shows n only. An empty table is a
+    ValueError (no figure is drawn of nothing).
+
+        >>> fig, data = verdict_matrix(table, settings=found)
+        >>> report.save_figure(fig, "figures/verdict_matrix", params, data=data)
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from matplotlib.patches import Patch, Rectangle
+
+    if table is None or len(table) == 0:
+        raise ValueError("the verdict table is empty: no claim has a verdict in any setting (did notebooks 00-07 "
+                         "write their tables into the settings' figures folders?); nothing to draw")
+    claims = list(dict.fromkeys(table.index.get_level_values(0)))
+    names = list(dict.fromkeys(table.index.get_level_values(1)))
+    by_name = {getattr(s, "name", None): s for s in (settings or [])}
+    rows = []
+    for c in claims:
+        for s in names:
+            if (c, s) not in table.index:
+                continue
+            r = table.loc[(c, s)]
+            k = None
+            if units is not None:
+                k = units.get((c, s), units.get(s))
+            elif s in by_name:
+                k = _units_of(c, r.get("metric", ""), by_name[s])
+            n = r.get("n")
+            rows.append({"claim": c, "setting": s, "verdict": str(r["verdict"]),
+                         "n": None if n is None or pd.isna(n) else int(n), "units": k})
+    data = pd.DataFrame(rows).astype({"n": "Int64", "units": "Int64"})
+    fig, ax = plt.subplots(figsize=(1.2 + 1.75 * len(names), 0.6 + 0.72 * len(claims)))
+    for _, r in data.iterrows():
+        i, j = claims.index(r["claim"]), names.index(r["setting"])
+        ax.add_patch(Rectangle((j, i), 1, 1, facecolor=VERDICT_COLOURS.get(r["verdict"], "#eeeeee"),
+                               edgecolor="#555555", lw=0.8))
+        lines = [r["verdict"]]
+        if not pd.isna(r["n"]):
+            lines.append(f"n = {r['n']}" + (f", {r['units']} {unit}" if not pd.isna(r["units"]) else ""))
+        ax.text(j + 0.5, i + 0.5, "\n".join(lines), ha="center", va="center", fontsize=7.5)
+    ax.set_xlim(0, len(names)), ax.set_ylim(len(claims), 0)
+    ax.set_xticks(np.arange(len(names)) + 0.5, names, fontsize=8.5)
+    ax.set_yticks(np.arange(len(claims)) + 0.5, claims, fontsize=8.5)
+    ax.xaxis.tick_top()
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    shown = [v for v in VERDICT_COLOURS if v in set(data["verdict"])]
+    ax.legend(handles=[Patch(facecolor=VERDICT_COLOURS[v], edgecolor="#555555", label=v) for v in shown],
+              loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=len(shown), fontsize=8, frameon=False)
+    unit_note = f"; '{unit}': the fewest independent units (source photographs, scenes) behind a cell" \
+        if data["units"].notna().any() else ""
+    ax.set_title((f"{title}: " if title else "") + f"verdict per claim and setting (n: fewest images{unit_note})",
+                 fontsize=9, pad=24)
+    fig.tight_layout()
+    return fig, data
+
+
+__all__ += ["verdict_matrix", "VERDICT_COLOURS"]

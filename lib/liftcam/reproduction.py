@@ -872,7 +872,7 @@ def write_report(claims: list[dict], settings: list[Setting], path, *, claims_fi
              f"from the tables in each setting's figures folder and `{Path(claims_file).as_posix()}`; every number "
              "below is read from those files (do not edit by hand). The paper's own numbers are not available to "
              "this project (`paper_value: null`): the claims are tested as orderings with bootstrap intervals.", "",
-             "## Settings", ""]
+             *_matrix_link(settings, start), "## Settings", ""]
     rel = lambda folder: Path(os.path.relpath(folder, start)).as_posix() + "/"
     srows = [{"setting": s.name, "profile": s.parameter("profile") or "—", "model": s.model or "—",
               "layer": s.layer or "—", "images": s.parameter("images") or "—",
@@ -893,3 +893,16 @@ def write_report(claims: list[dict], settings: list[Setting], path, *, claims_fi
     from .cache import atomic_write
     atomic_write(path, text)
     return text
+
+
+def _matrix_link(settings: list[Setting], start: Path) -> list[str]:
+    """The verdict matrix (``verdict_matrix.png``, notebook 08's :func:`liftcam.plots.verdict_matrix`) at the top
+    of the report, where it lies in the settings' common figures folder; nothing where it does not."""
+    if not settings:
+        return []
+    figure = Path(os.path.commonpath([str(Path(s.folder).resolve()) for s in settings])) / "verdict_matrix.png"
+    if not figure.is_file():
+        return []
+    link = Path(os.path.relpath(figure, Path(start).resolve())).as_posix()
+    return [f"![The verdicts: claim x setting, coloured by verdict, with n and the independent units per cell]({link})",
+            ""]
