@@ -3,7 +3,7 @@
 Every metric returns one value per image, a float tensor (B,) on the CPU; :func:`summarize` turns
 such a vector into a mean with a seeded bootstrap confidence interval. One module per concept:
 
-- :mod:`~liftcam.metrics.faithfulness`: AD, IC, ADD, deletion and insertion, and all at once;
+- :mod:`~liftcam.metrics.faithfulness`: AD, IC, ADD, deletion and insertion, and all at once; ROAD;
 - :mod:`~liftcam.metrics.localisation`: the energy-based pointing game;
 - :mod:`~liftcam.metrics.agreement`: cosine, Spearman and top-k agreement of coefficient vectors;
 - :mod:`~liftcam.metrics.statistics`: bootstrap summaries (also by cluster), paired comparisons, Holm.
@@ -44,6 +44,8 @@ from .faithfulness import (  # noqa: F401
                            faithfulness,
                            increase_in_confidence,
                            insertion,
+                           noisy_linear_imputation,
+                           road,
                            step_sensitivity,
 )
 from .localisation import energy_pointing_game
@@ -54,5 +56,5 @@ __all__ = [
     "insertion", "energy_pointing_game", "cosine_similarity", "relative_error", "agreement_per_image",
     "reference_error", "AGREEMENT", "spearman", "top_k_overlap", "summarize",
     "faithfulness", "step_sensitivity", "HIGHER_IS_BETTER", "compare", "compare_family", "MIN_N", "MIN_CLUSTERS", "holm",
-    "TOLERANCE", "DEFAULT_BATCH_SIZE",
+    "TOLERANCE", "DEFAULT_BATCH_SIZE", "road", "noisy_linear_imputation",
 ]
