@@ -6,7 +6,8 @@ such a vector into a mean with a seeded bootstrap confidence interval. One modul
 - :mod:`~liftcam.metrics.faithfulness`: AD, IC, ADD, deletion and insertion, and all at once; ROAD;
 - :mod:`~liftcam.metrics.localisation`: the energy-based pointing game;
 - :mod:`~liftcam.metrics.agreement`: cosine, Spearman and top-k agreement of coefficient vectors;
-- :mod:`~liftcam.metrics.statistics`: bootstrap summaries (also by cluster), paired comparisons, Holm.
+- :mod:`~liftcam.metrics.statistics`: bootstrap summaries (also by cluster), paired comparisons, Holm;
+- :mod:`~liftcam.metrics.sanity`: the cascading model-randomisation check (Adebayo et al. 2018).
 
 Inputs shared by the faithfulness metrics:
 
@@ -49,6 +50,7 @@ from .faithfulness import (  # noqa: F401
                            step_sensitivity,
 )
 from .localisation import energy_pointing_game
+from .sanity import map_similarity, model_randomisation, randomisation_stages, randomised
 from .statistics import MIN_CLUSTERS, MIN_N, compare, compare_family, holm, summarize
 
 __all__ = [
@@ -57,4 +59,5 @@ __all__ = [
     "reference_error", "AGREEMENT", "spearman", "top_k_overlap", "summarize",
     "faithfulness", "step_sensitivity", "HIGHER_IS_BETTER", "compare", "compare_family", "MIN_N", "MIN_CLUSTERS", "holm",
     "TOLERANCE", "DEFAULT_BATCH_SIZE", "road", "noisy_linear_imputation",
+    "model_randomisation", "randomisation_stages", "randomised", "map_similarity",
 ]
