@@ -716,7 +716,7 @@ def write_report(claims: list[dict], settings: list[Setting], path, *, claims_fi
     if paper_profile is not None and Path(paper_profile).is_file():
         paper_params = {**yaml.safe_load(Path(paper_profile).read_text()), "__file__": Path(paper_profile).as_posix()}
     lines = ["# Reproduction report: Towards Better Explanations of Class Activation Mapping (LIFT-CAM)", "",
-             "Jung & Oh, ICCV 2021 (arXiv 2102.05228). Written by `notebooks/08_write_reproduction_report.ipynb` "
+             "Jung & Oh, ICCV 2021 (arXiv 2102.05228). Written by `notebooks/09_write_reproduction_report.ipynb` "
              f"from the tables in each setting's figures folder and `{Path(claims_file).as_posix()}`; every number "
              "below is read from those files (do not edit by hand). The paper's own numbers are not available to "
              "this project (`paper_value: null`): the claims are tested as orderings with bootstrap intervals.", "",
