@@ -58,7 +58,7 @@ def test_a_randomised_head_changes_grad_cam_to_the_new_weights_map(tiny):
     sim = sanity.map_similarity(trained.maps, e.maps)
     assert np.nanmean(sim["spearman"]) < 0.9
     table = sanity.model_randomisation(tiny, x, ["grad-cam"], stages=sanity.randomisation_stages(tiny, blocks=None, depth=1),
-                                       seed=2)
+                                       seed=2, keep_maps=2).table
     assert list(table["stage"].unique()) == ["head", "head + 1", "head + 1 + 0"]
     # each map either ranks the pixels differently or is gone (a constant map: no ranking, NaN)
     assert ((table["spearman"] < 0.9) | table["randomised map empty"]).all() and table["spearman"].notna().any()
@@ -74,8 +74,14 @@ def test_a_method_blind_to_the_head_fails_the_check(tiny):
         return torch.ones(batch.activations.shape[:2])
 
     try:
-        table = sanity.model_randomisation(tiny, noise(3, 12, seed=4), ["sum-of-maps", "grad-cam"],
-                                           stages=sanity.randomisation_stages(tiny, blocks=1, depth=1))
+        got = sanity.model_randomisation(tiny, noise(3, 12, seed=4), ["sum-of-maps", "grad-cam"],
+                                         stages=sanity.randomisation_stages(tiny, blocks=1, depth=1), keep_maps=2)
+        table = got.table
+        assert set(got.maps) == {"trained", "head", "head + 1"} and got.maps["head"]["grad-cam"].shape == (2, 12, 12)
+        torch.testing.assert_close(got.maps["head"]["sum-of-maps"], got.maps["trained"]["sum-of-maps"])
+        summary = sanity.sanity_summary(table).set_index(["stage", "method"])
+        assert summary.loc[("head", "sum-of-maps"), "verdict"] == "fails"
+        assert summary.loc[("head", "grad-cam"), "verdict"] == "passes" and summary.loc[("head", "grad-cam"), "compared"] == 3
         head = table[table["stage"] == "head"].groupby("method")[["spearman", "ssim"]].mean()
         assert head.loc["sum-of-maps"].tolist() == pytest.approx([1.0, 1.0])
         assert head.loc["grad-cam", "spearman"] < 0.9

@@ -50,7 +50,7 @@ from .faithfulness import (  # noqa: F401
                            step_sensitivity,
 )
 from .localisation import energy_pointing_game
-from .sanity import map_similarity, model_randomisation, randomisation_stages, randomised
+from .sanity import map_similarity, model_randomisation, randomisation_stages, randomised, sanity_summary
 from .statistics import MIN_CLUSTERS, MIN_N, compare, compare_family, holm, summarize
 
 __all__ = [
@@ -59,5 +59,5 @@ __all__ = [
     "reference_error", "AGREEMENT", "spearman", "top_k_overlap", "summarize",
     "faithfulness", "step_sensitivity", "HIGHER_IS_BETTER", "compare", "compare_family", "MIN_N", "MIN_CLUSTERS", "holm",
     "TOLERANCE", "DEFAULT_BATCH_SIZE", "road", "noisy_linear_imputation",
-    "model_randomisation", "randomisation_stages", "randomised", "map_similarity",
+    "model_randomisation", "randomisation_stages", "randomised", "map_similarity", "sanity_summary",
 ]

@@ -14,6 +14,7 @@ The caller's model is never touched: each stage randomises a deep copy.
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
@@ -22,7 +23,17 @@ from torch import Tensor, nn
 from ..core import explain
 from ..models import SplitModel
 
-__all__ = ["randomisation_stages", "randomised", "map_similarity", "model_randomisation"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["randomisation_stages", "randomised", "map_similarity", "model_randomisation", "sanity_summary", "Randomisation"]
+
+
+class Randomisation(NamedTuple):
+    """What :func:`model_randomisation` returns."""
+
+    table: "pd.DataFrame"   # one row per (stage, method, image)
+    maps: dict              # {"trained" or stage: {method: maps (n, H, W)}} of the first ``keep_maps`` images
 
 
 def _parametrised(module: nn.Module, prefix: str) -> list[str]:
@@ -110,14 +121,17 @@ def map_similarity(a: Tensor, b: Tensor) -> dict:
 
 
 def model_randomisation(model: SplitModel, images: Tensor, methods, *, stages=None, blocks: int | None = 3,
-                        seed: int = 0, options: dict | None = None, progress: bool | None = None):
+                        seed: int = 0, options: dict | None = None, keep_maps: int = 0,
+                        progress: bool | None = None) -> Randomisation:
     """The cascading randomisation test of ``methods`` on ``images``: one row per (stage, method, image).
 
     Each method explains the trained model's predicted class on the trained model and on each stage's
     randomised copy (:func:`randomisation_stages`, :func:`randomised`; the same class, so that only the
     model changes); ``map_similarity`` compares the two maps. ``options``: ``{method: {option: value}}``.
-    Columns: stage, depth (1 = head only), method, image, spearman, ssim, "trained map empty"
-    (a constant trained map: nothing to compare), "randomised map empty".
+    Returns :class:`Randomisation`: ``table``, one row per (stage, method, image) with columns
+    stage, depth (1 = head only), method, image, spearman, ssim, "trained map empty" (a constant
+    trained map: nothing to compare), "randomised map empty"; and ``maps`` of the first
+    ``keep_maps`` images, trained and per stage, for a figure.
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -126,7 +140,7 @@ def model_randomisation(model: SplitModel, images: Tensor, methods, *, stages=No
     stages = randomisation_stages(model, blocks=blocks) if stages is None else stages
     trained = {m: explain(model, images, method=m, **options.get(m, {})) for m in methods}     # also verifies the split
     targets = next(iter(trained.values())).targets if trained else None
-    rows = []
+    rows, kept = [], {"trained": {m: e.maps[:keep_maps].cpu() for m, e in trained.items()}} if keep_maps else {}
     bar = tqdm(total=len(stages) * len(methods), desc="randomised models", disable=not (progress or progress is None
                                                                                       and len(stages) * len(methods) > 8),
                leave=False)
@@ -139,7 +153,36 @@ def model_randomisation(model: SplitModel, images: Tensor, methods, *, stages=No
                 rows.append({"stage": stage, "depth": depth, "method": m, "image": i, "spearman": sim["spearman"][i],
                              "ssim": sim["ssim"][i], "trained map empty": bool(trained[m].maps[i].max() == 0),
                              "randomised map empty": bool(e.maps[i].max() == 0)})
+            if keep_maps:
+                kept.setdefault(stage, {})[m] = e.maps[:keep_maps].cpu()
             bar.update()
         del r
     bar.close()
+    return Randomisation(pd.DataFrame(rows), kept)
+
+
+def sanity_summary(table, *, threshold: float = 0.5):
+    """Per (stage, method): how much the maps changed, and whether the method passes the check.
+
+    An image's map has *changed* when its Spearman rank correlation with the trained map is below
+    ``threshold``, or when the randomised map is empty and the trained one was not (a map that
+    vanishes has changed); images whose trained map is empty show nothing and are left out. Columns:
+    depth, images, compared (images with a trained map), "spearman mean", "ssim mean" (over the
+    compared images; Spearman over those where both maps are non-constant), changed (share of the
+    compared images) and, at every stage, verdict: **passes** when most compared maps changed,
+    **fails** otherwise (Adebayo et al.: an explanation of the model must change when the model is
+    randomised), **no maps** when nothing is compared.
+    """
+    import pandas as pd
+
+    t = table[~table["trained map empty"]]
+    changed = (t["spearman"] < threshold) | t["randomised map empty"]
+    rows = []
+    for (stage, method), g in table.groupby(["stage", "method"], sort=False):
+        c, ch = t[(t["stage"] == stage) & (t["method"] == method)], changed[(t["stage"] == stage) & (t["method"] == method)]
+        share = float(ch.mean()) if len(c) else float("nan")
+        rows.append({"stage": stage, "method": method, "depth": int(g["depth"].iloc[0]), "images": len(g),
+                     "compared": len(c), "spearman mean": float(c["spearman"].mean()) if len(c) else float("nan"),
+                     "ssim mean": float(c["ssim"].mean()) if len(c) else float("nan"), "changed": share,
+                     "verdict": "no maps" if not len(c) else "passes" if share > 0.5 else "fails"})
     return pd.DataFrame(rows)
