@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..core import explain
+from ..core import Batch, evaluating, explain_batch, forward, resolve_targets
 from ..models import SplitModel
 
 if TYPE_CHECKING:
@@ -138,7 +138,15 @@ def model_randomisation(model: SplitModel, images: Tensor, methods, *, stages=No
 
     options = options or {}
     stages = randomisation_stages(model, blocks=blocks) if stages is None else stages
-    trained = {m: explain(model, images, method=m, **options.get(m, {})) for m in methods}     # also verifies the split
+
+    def explain_all(net, targets=None):
+        """Every method on one model, from one forward pass (the maps A and logits are shared)."""
+        A, logits = forward(net, images)                                 # verifies the trained model's split
+        batch = Batch(net, images.to(A.device, A.dtype), A, resolve_targets(targets, logits), logits)
+        with evaluating(net):
+            return {m: explain_batch(batch, m, **options.get(m, {})) for m in methods}
+
+    trained = explain_all(model)
     targets = next(iter(trained.values())).targets if trained else None
     rows, kept = [], {"trained": {m: e.maps[:keep_maps].cpu() for m, e in trained.items()}} if keep_maps else {}
     bar = tqdm(total=len(stages) * len(methods), desc="randomised models", disable=not (progress or progress is None
@@ -146,8 +154,9 @@ def model_randomisation(model: SplitModel, images: Tensor, methods, *, stages=No
                leave=False)
     for depth, (stage, modules) in enumerate(stages, 1):
         r = randomised(model, modules, seed=seed + depth)
+        explained = explain_all(r, targets)
         for m in methods:
-            e = explain(r, images, method=m, targets=targets, **options.get(m, {}))
+            e = explained[m]
             sim = map_similarity(trained[m].maps, e.maps)
             for i in range(len(images)):
                 rows.append({"stage": stage, "depth": depth, "method": m, "image": i, "spearman": sim["spearman"][i],
