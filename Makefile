@@ -17,7 +17,7 @@ PIP     := $(PY) -m pip --disable-pip-version-check --no-input
 # the notebooks, in execution order, from their file names (NN_verb_object.ipynb)
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 # notebooks that run once per profile (the toy derivation, the report); the others run once per setting
-ONCE      := notebooks/01_derive_linear_explanation_model.ipynb notebooks/08_write_reproduction_report.ipynb
+ONCE      := notebooks/01_derive_linear_explanation_model.ipynb notebooks/09_write_reproduction_report.ipynb
 PER       := $(filter-out $(ONCE),$(NOTEBOOKS))
 # a profile's settings: the names listed under `settings:` in params/<profile>.yaml, each with its own
 # overrides in params/<profile>/<name>.yaml (layer, figures folder, budgets); none: the profile is one setting
@@ -31,7 +31,7 @@ LIB       := $(shell find lib -name '*.py') data/samples.json data/imagenet_wnid
 CHAINS    := $(if $(SETTINGS),$(foreach t,$(SETTINGS),$(patsubst notebooks/%,$(BUILD)/$(t)/%,$(PER))),\
                                $(patsubst notebooks/%,$(BUILD)/%,$(PER)))
 EXECUTED  := $(patsubst notebooks/%,$(BUILD)/%,$(filter %01_derive_linear_explanation_model.ipynb,$(ONCE))) \
-             $(CHAINS) $(patsubst notebooks/%,$(BUILD)/%,$(filter %08_write_reproduction_report.ipynb,$(ONCE)))
+             $(CHAINS) $(patsubst notebooks/%,$(BUILD)/%,$(filter %09_write_reproduction_report.ipynb,$(ONCE)))
 
 .PHONY: help env reproduce check-inputs test bench clean
 

@@ -21,7 +21,10 @@ def claims():
 
 
 def test_ids_are_claim1_to_claim6_once_each(claims):
-    assert [c["id"] for c in claims] == [f"claim{i}" for i in range(1, 7)]
+    assert [c["id"] for c in claims if not c.get("own")] == [f"claim{i}" for i in range(1, 7)]
+    own = [c["id"] for c in claims if c.get("own")]                      # this project's questions, after the paper's
+    assert len(set(own)) == len(own) and not any(i.startswith("claim") for i in own)
+    assert [c.get("own", False) for c in claims] == sorted(c.get("own", False) for c in claims)
 
 
 def test_every_claim_has_the_keys_and_text(claims):

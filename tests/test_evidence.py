@@ -184,14 +184,14 @@ def test_step_sensitivity_coarse_auc_equals_a_run_at_the_coarse_step():
 
 @pytest.mark.parametrize("profile", ["demo", "quick"])
 def test_make_runs_each_setting_chain_then_the_report(profile):
-    """The Makefile reads the profile's settings: 01 once, 00-06 per setting in order, 08 last."""
+    """The Makefile reads the profile's settings: 01 once, the others per setting in order, 09 (the report) last."""
     out = subprocess.run(["make", "-n", "-B", "reproduce", f"PROFILE={profile}", "VENV=/nonexistent"], cwd=REPO,
                          capture_output=True, text=True).stdout
     runs = re.findall(r'"== notebooks/(\d\d)_\w+\.ipynb \((\w+)(?: (\w+))?\)"', out)
     import yaml
     settings = yaml.safe_load((REPO / "params" / f"{profile}.yaml").read_text())["settings"]
-    per = sorted({p.name[:2] for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")} - {"01", "08"})
-    assert runs[0] == ("01", profile, "") and runs[-1] == ("08", profile, "")
+    per = sorted({p.name[:2] for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")} - {"01", "09"})
+    assert runs[0] == ("01", profile, "") and runs[-1] == ("09", profile, "")
     assert runs[1:-1] == [(nb, profile, t) for t in settings for nb in per]
     for t in settings:
         assert (REPO / "params" / profile / f"{t}.yaml").is_file()

@@ -129,9 +129,11 @@ def test_claim_verdict_rules(claims):
 
 
 def test_the_claims_file_is_read_and_every_claim_has_a_rule(claims):
-    assert [c["id"] for c in claims] == [f"claim{i}" for i in range(1, 7)]
-    kinds = [rp.claim_kind(c) for c in claims]
+    paper = [c for c in claims if not c.get("own")]
+    assert [c["id"] for c in paper] == [f"claim{i}" for i in range(1, 7)]
+    kinds = [rp.claim_kind(c) for c in paper]
     assert kinds == ["faithfulness", "approximation", "faithfulness", "pointing", "qualitative", "offline"]
+    assert [rp.claim_kind(c) for c in claims if c.get("own")] == ["approximation"]      # beyond1: the generic path
     assert all(c.get("settle") for c in claims)
 
 
@@ -172,7 +174,8 @@ def test_fewer_than_min_n_images_decide_nothing(claims, tmp_path):
 def test_missing_files_give_not_run(claims, tmp_path):
     empty = rp.read_settings({"empty": tmp_path / "nothing-here"})
     t = rp.verdicts(claims, empty)
-    assert t["verdict"].tolist() == ["not run"] * 5 + ["not reproduced offline"]
+    own = sum(bool(c.get("own")) for c in claims)                       # this project's questions, after the paper's
+    assert t["verdict"].tolist() == ["not run"] * 5 + ["not reproduced offline"] + ["not run"] * own
     text = rp.write_report(claims, empty, tmp_path / "REPORT.md")          # writes, does not crash
     assert "not run" in text and (tmp_path / "REPORT.md").read_text() == text
     # one table missing: that claim is not run, the others still read theirs
@@ -199,7 +202,9 @@ def test_report_has_every_claim_and_setting_and_only_input_numbers(claims, tmp_p
         assert row.count("**") == 4, row                                     # a verdict in both setting columns
     assert "**contradicted**" in table and "**holds**" in table
     for c in claims:
-        assert f"## Claim {c['id'][-1]}:" in text and c["settle"].strip() in text
+        heading = f"### Question {c['id']} (" if c.get("own") else f"## Claim {c['id'][-1]}:"
+        assert heading in text and c["settle"].strip() in text
+    assert text.index("## Beyond the paper") > text.index("## Claim 6:") and "### Model randomisation" in text
     # values of the inputs appear as read, with their interval and n
     assert "0.300 [0.100, 0.500], n = 12" in text                  # SHAP-CAM vs Grad-CAM, AD
     assert "-0.777 [-0.888, -0.666], n = 12 → against" in text
@@ -390,3 +395,22 @@ def test_the_report_opens_with_the_verdict_matrix_where_notebook_08_drew_it(clai
     text = rp.write_report(claims, settings, out, n_boot=50)
     link = re.search(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert link and link.group(1) == "figures/verdict_matrix.png" and text.index(link.group(0)) < text.index("## Settings")
+def test_beyond_the_paper_reads_road_and_sanity_tables(claims, tmp_path):
+    """The section on this project's own questions: the ranking of the estimators, ROAD and the randomisation check,
+    each read from its table (numbers as saved), "not run" where a setting lacks it."""
+    folder = make_folder(tmp_path / "a")
+    pd.DataFrame({"method": ["LIFT-CAM", "Grad-CAM"], "ROAD mean": [0.1234, 0.4321], "n": [5, 5]}).set_index(
+        "method").to_csv(folder / "faithfulness_road.csv")
+    pd.DataFrame({"stage": ["head", "head", "head + blocks.6", "head + blocks.6"], "method": ["LIFT-CAM", "XGrad-CAM"] * 2,
+                  "depth": [1, 1, 2, 2], "images": 3, "compared": [3, 2, 3, 2], "spearman mean": [0.1111, 0.9222, 0.0, 0.7333],
+                  "ssim mean": 0.5, "changed": [1.0, 0.0, 1.0, 0.0], "verdict": ["passes", "fails", "passes", "fails"]}
+                 ).to_csv(folder / "sanity_randomisation.csv", index=False)
+    text = rp.write_report(claims, rp.read_settings({"A": folder, "B": make_folder(tmp_path / "b")}), tmp_path / "R.md",
+                           n_boot=50)
+    beyond = text.split("## Beyond the paper")[1].split("## Deviations")[0]
+    assert "best first: Grad-CAM 0.432 (n = 5), LIFT-CAM 0.123 (n = 5)" in beyond
+    assert "fails: XGrad-CAM (Spearman 0.922, n = 2); passes: LIFT-CAM (Spearman 0.111, n = 3)" in beyond
+    assert "at the deepest stage (head + blocks.6) failing: XGrad-CAM" in beyond
+    assert "- B: not run." in beyond
+    assert "| LIFT-CAM | 1. cosine 0.911, rel. error —, Spearman —; 0.046 s |" in beyond      # approximation_quality.csv
+    assert "### Question beyond1 (" in beyond

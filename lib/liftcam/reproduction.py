@@ -734,8 +734,10 @@ def _settle(claim: dict) -> str:
 def _claim_section(claim: dict, settings: list[Setting], table: pd.DataFrame, start, *, n_boot: int) -> list[str]:
     kind = claim_kind(claim)
     number = claim["id"].removeprefix("claim")
-    out = [f"## Claim {number}: {claim['text']}", "",
-           f"- Where in the paper: {claim['where']}.",
+    own = bool(claim.get("own"))                          # this project's question (Beyond the paper), not the paper's
+    out = [f"### Question {claim['id']} (this project's, not the paper's): {claim['text']}" if own else
+           f"## Claim {number}: {claim['text']}", "",
+           f"- {'Where' if own else 'Where in the paper'}: {claim['where']}.",
            f"- Expected: {claim['expected']}; paper value: "
            f"{'null (not available to this project)' if claim['paper_value'] is None else claim['paper_value']}.",
            "- Verdict: " + "; ".join(f"{s.name}: **{table.loc[(claim['id'], s.name), 'shown as']}**"
@@ -868,7 +870,7 @@ def write_report(claims: list[dict], settings: list[Setting], path, *, claims_fi
     if paper_profile is not None and Path(paper_profile).is_file():
         paper_params = {**yaml.safe_load(Path(paper_profile).read_text()), "__file__": Path(paper_profile).as_posix()}
     lines = ["# Reproduction report: Towards Better Explanations of Class Activation Mapping (LIFT-CAM)", "",
-             "Jung & Oh, ICCV 2021 (arXiv 2102.05228). Written by `notebooks/08_write_reproduction_report.ipynb` "
+             "Jung & Oh, ICCV 2021 (arXiv 2102.05228). Written by `notebooks/09_write_reproduction_report.ipynb` "
              f"from the tables in each setting's figures folder and `{Path(claims_file).as_posix()}`; every number "
              "below is read from those files (do not edit by hand). The paper's own numbers are not available to "
              "this project (`paper_value: null`): the claims are tested as orderings with bootstrap intervals.", "",
@@ -886,8 +888,9 @@ def write_report(claims: list[dict], settings: list[Setting], path, *, claims_fi
               "Also in `reproduction_verdicts.csv`.", "", "How a verdict is decided:", ""]
     values = dict(min_n=MIN_N, min_clusters=metrics.MIN_CLUSTERS, factor=TIME_FACTOR, ci=100 * CI, alpha=100 * ALPHA)
     lines += [f"{i}. {r.format(**values)}" for i, r in enumerate(RULES, 1)] + [""]
-    for claim in claims:
+    for claim in [c for c in claims if not c.get("own")]:
         lines += _claim_section(claim, settings, table, start, n_boot=n_boot)
+    lines += _beyond_the_paper([c for c in claims if c.get("own")], settings, table, start, n_boot=n_boot)
     lines += _deviations(settings, paper_params)
     text = "\n".join(lines).rstrip() + "\n"
     from .cache import atomic_write
@@ -906,3 +909,84 @@ def _matrix_link(settings: list[Setting], start: Path) -> list[str]:
     link = Path(os.path.relpath(figure, Path(start).resolve())).as_posix()
     return [f"![The verdicts: claim x setting, coloured by verdict, with n and the independent units per cell]({link})",
             ""]
+# --------------------------------------------------------------------------------------------
+# Beyond the paper: this project's own questions and the evaluations the paper predates
+
+#: what the "Beyond the paper" section reads beside the claims' tables (files in each setting's figures folder)
+BEYOND = {"road": "faithfulness_road.csv", "sanity": "sanity_randomisation.csv"}
+
+
+def _closest_table(settings: list[Setting]) -> pd.DataFrame | None:
+    """Methods x settings: each method's rank by cosine with SHAP-CAM, its cosine, relative error, Spearman and
+    seconds per image (notebook 03's ``approximation_quality.csv``, as saved); None when no setting has one."""
+    cells = {}
+    for s in settings:
+        q = s.tables.get("approximation_quality")
+        if q is None:
+            continue
+        q = q[q["method"] != label("shap-cam")].sort_values("cosine", ascending=False, na_position="last")
+        for rank, (_, r) in enumerate(q.iterrows(), 1):
+            nan = float("nan")
+            cells.setdefault(r["method"], {})[s.name] = (
+                f"{rank}. cosine {_fmt(r.get('cosine', nan))}, rel. error {_fmt(r.get('relative error', nan))}, "
+                f"Spearman {_fmt(r.get('spearman', nan))}; {_fmt(r.get('seconds per image', nan))} s")
+    if not cells:
+        return None
+    return pd.DataFrame(cells).T.reindex(columns=[s.name for s in settings]).fillna("not run").rename_axis(
+        "method").reset_index()
+
+
+def _beyond_the_paper(own: list[dict], settings: list[Setting], table: pd.DataFrame, start, *, n_boot: int) -> list[str]:
+    """REPORT.md's "Beyond the paper": which estimator is closest to the Shapley values (with this project's own
+    questions, decided by the same rules as the paper's claims), ROAD, and the model-randomisation check."""
+    out = ["## Beyond the paper", "",
+           "Questions and evaluations that the paper predates, not claims of it: they are marked `own: true` in the "
+           "claims file, decided by the same rules as the paper's claims, and listed in the verdict table above "
+           "under their own ids.", "",
+           "### Which estimator is closest to the Shapley values?", "",
+           "Every method's coefficients against SHAP-CAM (exact where the setting's ground truth is exact), from "
+           "notebook 03 (`approximation_quality.csv`): rank by cosine (closest first), cosine, relative error, "
+           "Spearman rank correlation, and seconds per image from the same run. ShapleyCAM (Cai 2025) is "
+           "`shapley-cam` with the logit target and `shapley-cam-rest` with its paper's ReST target; on a head that "
+           "is piecewise linear in the maps its Hessian term vanishes and, with the logit target, it is Grad-CAM.", ""]
+    closest = _closest_table(settings)
+    out += [_md(closest) if closest is not None else "Not run: no `approximation_quality.csv` in any setting.", ""]
+    for claim in own:
+        out += _claim_section(claim, settings, table, start, n_boot=n_boot)
+    out += ["### ROAD", "",
+            "ROAD (Rong et al., ICML 2022; notebook 05, `liftcam.metrics.road`): the change of the target's probability "
+            "when the most (MoRF, lower is better) or least (LeRF, higher) relevant pixels are removed and refilled "
+            "by noisy linear imputation, and ROAD = (LeRF - MoRF) / 2 (higher is better), on the first images of "
+            "each method only (n below); no verdict is drawn from it.", ""]
+    def road_line(s, road):
+        road = road.sort_values("ROAD mean", ascending=False)
+        return f"{_links(s, ['faithfulness_road.md'], start)}, best first: " + ", ".join(
+            f"{r['method']} {_fmt(r['ROAD mean'])} (n = {_fmt(r['n'])})" for _, r in road.iterrows())
+
+    out += _per_setting(settings, BEYOND["road"], road_line)
+    out += ["", "### Model randomisation", "",
+            "The cascading model-parameter randomisation test (Adebayo et al., NeurIPS 2018; notebook 08, "
+            "`liftcam.metrics.model_randomisation`): the head re-initialised, then the body's blocks from the top "
+            "down; a method **fails** a stage when most of its maps keep their ranking of the pixels (Spearman with "
+            "the trained model's map at or above the notebook's threshold), **passes** when most change or vanish. "
+            "A method that fails with the head randomised explains the activation maps, not the classifier.", ""]
+    def sanity_line(s, sanity):
+        head = sanity[sanity["depth"] == 1]
+        parts = [f"{v}: " + ", ".join(f"{r['method']} (Spearman {_fmt(r['spearman mean'])}, n = {_fmt(r['compared'])})"
+                                       for _, r in head[head["verdict"] == v].iterrows())
+                 for v in ("fails", "passes", "no maps") if (head["verdict"] == v).any()]
+        deep = sanity[sanity["depth"] == sanity["depth"].max()]
+        failing = list(deep.loc[deep["verdict"] == "fails", "method"])
+        return (f"{_links(s, ['sanity_randomisation.md', 'sanity_maps.png'], start)}; head randomised: " + "; ".join(parts)
+                + f"; at the deepest stage ({deep['stage'].iloc[0]}) failing: " + (", ".join(failing) or "none"))
+
+    return out + _per_setting(settings, BEYOND["sanity"], sanity_line) + [""]
+
+
+def _per_setting(settings: list[Setting], file: str, line) -> list[str]:
+    """One bullet per setting: ``line(setting, table)`` on its ``file``, or "not run" where the file is missing."""
+    out = []
+    for s in settings:
+        t = _read_csv(s.folder / file)
+        out.append(f"- {s.name}: " + ("not run" if t is None else line(s, t)) + ".")
+    return out

@@ -3,10 +3,11 @@
 Every metric returns one value per image, a float tensor (B,) on the CPU; :func:`summarize` turns
 such a vector into a mean with a seeded bootstrap confidence interval. One module per concept:
 
-- :mod:`~liftcam.metrics.faithfulness`: AD, IC, ADD, deletion and insertion, and all at once;
+- :mod:`~liftcam.metrics.faithfulness`: AD, IC, ADD, deletion and insertion, and all at once; ROAD;
 - :mod:`~liftcam.metrics.localisation`: the energy-based pointing game;
 - :mod:`~liftcam.metrics.agreement`: cosine, Spearman and top-k agreement of coefficient vectors;
-- :mod:`~liftcam.metrics.statistics`: bootstrap summaries (also by cluster), paired comparisons, Holm.
+- :mod:`~liftcam.metrics.statistics`: bootstrap summaries (also by cluster), paired comparisons, Holm;
+- :mod:`~liftcam.metrics.sanity`: the cascading model-randomisation check (Adebayo et al. 2018).
 
 Inputs shared by the faithfulness metrics:
 
@@ -44,9 +45,12 @@ from .faithfulness import (  # noqa: F401
                            faithfulness,
                            increase_in_confidence,
                            insertion,
+                           noisy_linear_imputation,
+                           road,
                            step_sensitivity,
 )
 from .localisation import energy_pointing_game
+from .sanity import map_similarity, model_randomisation, randomisation_stages, randomised, sanity_summary
 from .statistics import (
                            MIN_CLUSTERS,
                            MIN_N,
@@ -67,5 +71,6 @@ __all__ = [
     "reference_error", "AGREEMENT", "spearman", "top_k_overlap", "summarize",
     "faithfulness", "step_sensitivity", "HIGHER_IS_BETTER", "compare", "compare_family", "MIN_N", "MIN_CLUSTERS", "holm",
     "sign_flip_test", "smallest_p", "clusters_needed", "decide", "tied_by_maps",
-    "TOLERANCE", "DEFAULT_BATCH_SIZE",
+    "TOLERANCE", "DEFAULT_BATCH_SIZE", "road", "noisy_linear_imputation",
+    "model_randomisation", "randomisation_stages", "randomised", "map_similarity", "sanity_summary",
 ]

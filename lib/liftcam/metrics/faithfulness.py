@@ -297,3 +297,130 @@ def step_sensitivity(model, images: Tensor, maps: dict, targets, *, fine: int, c
                 rows.append({"curve": name, "method": m, "image": i, "auc fine": float(got.auc[i]),
                              "auc coarse": float(coarse_auc[i])})
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# ROAD: remove and debias (Rong et al., ICML 2022), with noisy linear imputation
+
+#: ROAD's noisy linear imputation: each removed pixel is the weighted mean of its 8 neighbours, edges 1/6 and
+#: diagonals 1/12 ((row, column) offset, weight), as in the authors' code and pytorch-grad-cam's ``road.py``
+ROAD_NEIGHBOURS = (((1, 1), 1 / 12), ((0, 1), 1 / 6), ((-1, 1), 1 / 12), ((1, -1), 1 / 12), ((0, -1), 1 / 6),
+                   ((-1, -1), 1 / 12), ((1, 0), 1 / 6), ((-1, 0), 1 / 6))
+#: pytorch-grad-cam's default percentiles of the ROAD averages
+ROAD_PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
+
+
+def noisy_linear_imputation(image: Tensor, keep: Tensor, *, noise: float = 0.01,
+                            generator: torch.Generator | None = None) -> Tensor:
+    """ROAD's imputation (Rong et al., ICML 2022, section 4): refill the pixels where ``keep`` is false.
+
+    The removed pixels solve one sparse linear system per image: each equals the weighted mean of its
+    in-image neighbours (:data:`ROAD_NEIGHBOURS`; removed neighbours are unknowns too), so that the
+    refilled region is smooth and carries no trace of the mask's shape; then ``noise`` times standard
+    normal noise (absolute, drawn from ``generator``: shape (C, n removed)) is added to them. ``image``
+    (C, H, W), ``keep`` (H, W) bool; returns (C, H, W) float32 on the CPU. The same system, noise draws
+    and result as pytorch-grad-cam's ``NoisyLinearImputer`` (tests/test_road.py), set up without
+    Python loops over pixels.
+    """
+    import numpy as np
+    from scipy.sparse import csc_matrix
+    from scipy.sparse.linalg import splu
+
+    img = image.detach().cpu().double()
+    C, H, W = img.shape
+    flat, known = img.reshape(C, -1).numpy(), keep.detach().cpu().reshape(-1).numpy().astype(bool)
+    missing = np.flatnonzero(~known)                                               # (n,) flat indices
+    out = img.reshape(C, -1).clone().float()
+    if len(missing) == 0:
+        return out.reshape(C, H, W)
+    if not known.any():                  # nothing to interpolate from: the (singular) system's solution is zero
+        out[:] = noise * torch.randn((C, H * W), generator=generator)
+        return out.reshape(C, H, W)
+    var = np.zeros(H * W, dtype=np.int64)
+    var[missing] = np.arange(len(missing))                                         # flat index -> unknown
+    row, col = missing // W, missing % W
+    b = np.zeros((len(missing), C))
+    weights = np.ones(len(missing))                                               # sum of in-image weights
+    rows, cols, vals = [np.arange(len(missing))], [np.arange(len(missing))], []
+    for (dr, dc), w in ROAD_NEIGHBOURS:
+        inside = (row + dr >= 0) & (row + dr < H) & (col + dc >= 0) & (col + dc < W)
+        weights[~inside] -= w
+        i = np.flatnonzero(inside)
+        nb = missing[i] + dr * W + dc
+        has = known[nb]
+        b[i[has]] -= w * flat[:, nb[has]].T                                       # known neighbours: right-hand side
+        rows.append(i[~has]), cols.append(var[nb[~has]]), vals.append(np.full((~has).sum(), w))
+    vals.insert(0, -weights)                                                       # the diagonal
+    A = csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                   shape=(len(missing),) * 2)
+    # A is symmetric and diagonally dominant: LU without pivoting, in a fill-reducing order of A + A^T (1.5-2x faster
+    # than spsolve's defaults, the same solution to rounding)
+    lu = splu(A, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+    res = torch.as_tensor(lu.solve(b).reshape(len(missing), C), dtype=torch.float32).t()             # (C, n)
+    out[:, missing] = res + noise * torch.randn(res.shape, generator=generator)
+    return out.reshape(C, H, W)
+
+
+def _road_keep(m: Tensor, percentile: float, order: str) -> Tensor:
+    """The pixels ROAD keeps at one percentile (H, W) bool: MoRF removes the map's values at or above its
+    ``percentile``-th percentile, LeRF those of ``1 - map`` (pytorch-grad-cam's thresholds, ties removed)."""
+    import numpy as np
+
+    v = m.detach().cpu().float()
+    v = v if order == "morf" else 1 - v
+    return v < float(np.percentile(v.numpy(), percentile))
+
+
+def road(model, images: Tensor, maps: Tensor, targets, *, percentiles=ROAD_PERCENTILES, noise: float = 0.01,
+         seed: int = 0, batch_size: int | None = DEFAULT_BATCH_SIZE, progress: bool | None = None) -> dict:
+    """ROAD (Rong et al., "A Consistent and Efficient Evaluation Strategy for Attribution Methods", ICML 2022).
+
+    Remove pixels by the map and refill them with :func:`noisy_linear_imputation` (no shape of the
+    mask leaks into the image, so no retraining is needed), then read the target's softmax
+    probability, at each of ``percentiles``:
+
+    - MoRF (most relevant first): remove the pixels whose map is at or above its p-th percentile
+      (the top ``100 - p`` percent); a faithful map makes the probability fall: lower is better;
+    - LeRF (least relevant first): remove the bottom ``100 - p`` percent; the probability should
+      stay: higher is better.
+
+    Per image, as pytorch-grad-cam's ``ROADMostRelevantFirstAverage`` / ``ROADLeastRelevantFirstAverage`` /
+    ``ROADCombined`` with ``ClassifierOutputSoftmaxTarget`` (tests/test_road.py): ``"ROAD MoRF"`` and
+    ``"ROAD LeRF"``, the mean over percentiles of (probability after - probability before), and
+    ``"ROAD"`` = (LeRF - MoRF) / 2 (higher is better); ``"morf_curves"``, ``"lerf_curves"`` (B, P)
+    per percentile. The noise (``noise``, absolute, in pixel space here, where the model's input
+    is) comes from a generator seeded with ``seed`` for each order, drawn percentile by percentile
+    and image by image, so a run is deterministic. Cost: 2 P sparse solves and 2 P + 1 forward
+    passes per image (``batch_size`` images per pass).
+    """
+    from tqdm.auto import tqdm
+
+    images, maps, targets = _prepare(model, images, maps, targets)
+    _check_batch_size(batch_size)
+    percentiles = [float(p) for p in percentiles]
+    if not percentiles or not all(0 < p < 100 for p in percentiles):
+        raise ValueError(f"percentiles must be a non-empty list of numbers in (0, 100), got {percentiles!r}")
+    B, P = len(images), len(percentiles)
+    out = {}
+    with _inference(model):
+        Y = torch.cat([_probabilities(model, images[sl], targets[sl], targets) for sl in chunks(B, batch_size)])
+        bar = tqdm(total=2 * P * B, desc="ROAD imputations", unit="image", disable=not (B * P > 40 if progress is None
+                                                                                        else progress), leave=False)
+        for order in ("morf", "lerf"):
+            g = torch.Generator().manual_seed(int(seed))
+            filled = torch.empty(P * B, *images.shape[1:], dtype=images.dtype, device=images.device)
+            for j, p in enumerate(percentiles):                      # the reference's order of noise draws
+                for i in range(B):
+                    filled[j * B + i] = noisy_linear_imputation(images[i], _road_keep(maps[i], p, order), noise=noise,
+                                                                generator=g).to(filled)
+                    bar.update()
+            t = targets.repeat(P)
+            prob = torch.cat([_probabilities(model, filled[sl], t[sl], targets) for sl in chunks(P * B, batch_size)])
+            out[f"{order}_curves"] = _out((prob.view(P, B) - Y).t())               # (B, P)
+        bar.close()
+    out["ROAD MoRF"], out["ROAD LeRF"] = out["morf_curves"].mean(1), out["lerf_curves"].mean(1)
+    out["ROAD"] = (out["ROAD LeRF"] - out["ROAD MoRF"]) / 2
+    return {k: out[k] for k in ("ROAD MoRF", "ROAD LeRF", "ROAD", "morf_curves", "lerf_curves")}
+
+
+HIGHER_IS_BETTER.update({"ROAD MoRF": False, "ROAD LeRF": True, "ROAD": True})
