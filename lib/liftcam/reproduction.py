@@ -355,6 +355,10 @@ def _paired_rows(claim, table, method_col, versus_col, metric_of) -> list[dict]:
                 rows.append(_row(label(other), m["name"], *[float("nan")] * 4, "not run", None))
                 continue
             r = hit.iloc[0]
+            if int(r["n"]) == 0:       # the notebook ran but no image counted (e.g. none explained as its label): not "not run"
+                rows.append(_row(label(other), m["name"], *[float("nan")] * 3, 0, f"n < {MIN_N}", None,
+                                 "ran; no image counted"))
+                continue
             low, high, n = float(r["low"]), float(r["high"]), int(r["n"])
             margin = float(r["margin"]) if "margin" in r and not pd.isna(r["margin"]) else 0.0
             decision = str(r["verdict"]) if "p_holm" in r else decide(low, high, n)   # compare_family's verdict
