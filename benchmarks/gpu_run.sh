@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One short run where a GPU is at hand (prepared for the device machine; about 10 minutes):
+# One short run where a GPU is at hand (prepared for the device machine, not run yet; about 10 minutes):
 #   bash benchmarks/gpu_run.sh            # results under $OUT (default build/gpu_run) and figures/bench/
 # 1. install the package into .venv (make env), 2. tests/test_devices.py (CUDA parity), 3. make bench (GPU
 # columns of figures/bench/), 4. the cost model with measured device pieces (figures/bench/paper_cost.*),
@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-build/gpu_run}
-IMAGES=${IMAGES:-200}
+IMAGES=${IMAGES:-100}
+VENV=${VENV:-.venv}
 mkdir -p "$OUT" figures/bench
 log() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$OUT/gpu_run.log"; }
 step() { local name=$1; shift; local t0=$SECONDS; log "start $name"; set +e; "$@" > "$OUT/$name.log" 2>&1; local rc=$?; set -e
@@ -16,10 +17,12 @@ step() { local name=$1; shift; local t0=$SECONDS; log "start $name"; set +e; "$@
 echo "step,rc,seconds" > "$OUT/steps.csv"
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
 
-step install make env
-PY=.venv/bin/python
+# the device machine may have no network: an environment already there (VENV=) is used as it is
+if [ -x "$VENV/bin/python" ]; then touch "$VENV/.liftcam-installed"; else step install make env VENV="$VENV"; fi
+PY=$VENV/bin/python
+export VENV
 step devices "$PY" -m pytest -q tests/test_devices.py tests/test_paper_profile.py -k "devices or forward"
-step bench make bench
+step bench make bench VENV="$VENV"
 step cost_model "$PY" benchmarks/paper_cost.py --device cuda --out figures/bench
 
 # the paper profiles on fakes: TORCH_HOME with random weights under torchvision's names, a flat folder + CSV
@@ -48,7 +51,7 @@ curve_images: 20
 EOF
 for profile in vgg16 resnet50; do
     TORCH_HOME="$FAKE/torch" LIFTCAM_UNVERIFIED_WEIGHTS=1 step "reproduce_$profile" timeout 240 \
-        make reproduce PROFILE=$profile IMAGENET="$FAKE/flat/val" EVAL_IMAGES="$IMAGES" PARAMS="$OUT/budgets.yaml" \
+        make reproduce VENV="$VENV" PROFILE=$profile IMAGENET="$FAKE/flat/val" EVAL_IMAGES="$IMAGES" PARAMS="$OUT/budgets.yaml" \
         BUILD="$OUT/build/$profile"
 done
 cp -r figures/bench "$OUT/bench"
