@@ -227,3 +227,21 @@ def test_make_passes_the_overrides_to_every_notebook(tmp_path):
             line.index(f"-p cache_dir {tmp_path / 'cache'}")
     assert (tmp_path / "build" / "overrides.txt").read_text().split() == \
         ["-f", str(mine), "-p", "eval_images", "7", "-p", "cache_dir", str(tmp_path / "cache")]
+
+
+def test_the_cost_model_counts_the_calls_of_a_profile():
+    """benchmarks/paper_cost.hours: hand-counted calls for unit pieces (1 s each, no speed-up)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from paper_cost import METHODS, hours
+
+    p = {"forward": 1.0, "model per input": 1.0, "head per evaluation": 1.0, "shap host": 10.0, "lime host": 5.0,
+         "shap nsamples": 100, "K": 4}
+    profile = {"eval_images": 3, "pixels_per_step": 224 * 224 // 2, "shap_nsamples": 100, "shap_seeds": 2,
+               "convergence_nsamples": [100], "convergence_seeds": 2, "convergence_images": 1,
+               "convergence_reference": 200, "score_cam_images": 1}
+    h = {k: v * 3600 for k, v in hours(profile, p, speedup={}).items()}
+    assert h["02 ground truth"] == pytest.approx(3 * 2 * (100 + 10) + (2 * (100 + 10) + (200 + 20)))
+    assert h["03-06 explanations"] == pytest.approx(1 * 4 + 3 * 4 + 3 * (4 + 5) + 3 * 4)
+    assert h["05 curves"] == pytest.approx(METHODS * 3 * (2 * 3 + 6))
+    closed = {k: v * 3600 for k, v in hours({**profile, "shap_estimator": "closed-form"}, p, speedup={}).items()}
+    assert closed["02 ground truth"] == pytest.approx(3 * 5 + (2 * (100 + 10) + (200 + 20)))
