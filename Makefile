@@ -9,6 +9,18 @@ PROFILE ?= demo
 # the ILSVRC-2012 validation folder of the paper profiles (make reproduce PROFILE=vgg16 IMAGENET=/path)
 IMAGENET ?=
 export IMAGENET
+# overrides, merged over the profile in this order: PARAMS=file.yaml (any keys), then EVAL_IMAGES=n (a seeded
+# subset of n images: run a few hundred first), LIFTCAM_CACHE (the caches' root, over the profile's cache_dir)
+PARAMS      ?=
+EVAL_IMAGES ?=
+# the ILSVRC bbox XML folder (or LOC_val_solution.csv) when it is not in or beside IMAGENET
+ANNOTATIONS ?=
+export IMAGENET_ANNOTATIONS := $(ANNOTATIONS)
+# a key of the run: the override file's value, else the profile's (`key: value  # comment`)
+param     = $(firstword $(shell awk '/^$(1):/{sub(/^$(1): */, ""); sub(/ *\#.*/, ""); print; exit}' $(PARAMS) params/$(PROFILE).yaml 2>/dev/null))
+MODEL     := $(call param,model)
+OVERRIDES := $(if $(PARAMS),-f $(PARAMS)) $(if $(EVAL_IMAGES),-p eval_images $(EVAL_IMAGES)) \
+             $(if $(LIFTCAM_CACHE),-p cache_dir $(LIFTCAM_CACHE))
 BIN     := $(VENV)/bin
 PY      := $(BIN)/python
 STAMP   := $(VENV)/.liftcam-installed
@@ -27,6 +39,11 @@ BUILD     := build/notebooks/$(PROFILE)
 SHOWCASE  := $(if $(filter demo,$(PROFILE)),notebooks/executed,$(BUILD))
 REPORT    := $(if $(filter demo,$(PROFILE)),REPORT.md,$(BUILD)/REPORT.md)
 LIB       := $(shell find lib -name '*.py') data/samples.json data/imagenet_wnids.txt data/paper_claims.yaml
+# the notebooks rerun when the overrides change: their text is kept in $(BUILD)/overrides.txt, rewritten only on a change
+ifneq ($(filter reproduce $(BUILD)/%,$(MAKECMDGOALS)),)
+$(shell mkdir -p $(BUILD) && (echo '$(strip $(OVERRIDES))' | cmp -s - $(BUILD)/overrides.txt || echo '$(strip $(OVERRIDES))' > $(BUILD)/overrides.txt))
+LIB       += $(BUILD)/overrides.txt $(PARAMS)
+endif
 # build/notebooks/<profile>/[<setting>/]NN_name.ipynb: the per-setting chains, then the once-per-profile ones
 CHAINS    := $(if $(SETTINGS),$(foreach t,$(SETTINGS),$(patsubst notebooks/%,$(BUILD)/$(t)/%,$(PER))),\
                                $(patsubst notebooks/%,$(BUILD)/%,$(PER)))
@@ -38,6 +55,7 @@ EXECUTED  := $(patsubst notebooks/%,$(BUILD)/%,$(filter %01_derive_linear_explan
 help: ## list the targets
 	@grep -hE '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: PROFILE=$(PROFILE) (params/<profile>.yaml), VENV=$(VENV), PYTHON=$(PYTHON)"
+	@echo "  paper runs: IMAGENET=/path/to/val, EVAL_IMAGES=n, PARAMS=overrides.yaml, ANNOTATIONS=/path/to/xml"
 
 env: $(STAMP) ## create the environment and install the package (once)
 
@@ -51,10 +69,14 @@ $(STAMP): pyproject.toml
 reproduce: check-inputs $(EXECUTED) ## run every notebook in order on params/<PROFILE>.yaml; figures, tables and REPORT.md
 	@echo "executed notebooks: $(SHOWCASE)/; figures and tables: see params/$(PROFILE).yaml (figures_dir); report: $(REPORT)"
 
-# the paper profiles need torchvision weights and ImageNet: say what is missing before any work
-check-inputs: | $(STAMP)
-	@if [ "$(PROFILE)" = vgg16 ] || [ "$(PROFILE)" = resnet50 ]; then \
-	    $(PY) -m liftcam check-inputs "$(PROFILE)" $(IMAGENET) || exit 1; fi
+# the paper models need torchvision weights and ImageNet (keyed on the profile's model:, so a copy of a paper
+# profile is checked too): say what is missing before any work
+CHECK_EVAL   := $(or $(EVAL_IMAGES),$(filter-out null,$(call param,eval_images)))
+CHECK_FOLDER := $(or $(filter-out imagenet samples null,$(call param,images)),$(IMAGENET))
+check-inputs: | $(STAMP) ## check a paper profile's weights and ImageNet folder (also run by make reproduce)
+	@if [ "$(MODEL)" = vgg16 ] || [ "$(MODEL)" = resnet50 ]; then \
+	    $(PY) -m liftcam check-inputs "$(MODEL)" $(CHECK_FOLDER) $(if $(ANNOTATIONS),--annotations "$(ANNOTATIONS)") \
+	        $(if $(CHECK_EVAL),--eval-images $(CHECK_EVAL)) || exit 1; fi
 
 # one notebook run: $(1) output, $(2) source notebook, $(3) extra parameter files (-f ...); one line per
 # notebook with its time. The kernel's "running over TCP without encryption" warning is filtered out: the
@@ -74,11 +96,11 @@ endef
 
 # a notebook reruns when it, its profile (and setting) or the library changes; a finished one is not recomputed
 $(BUILD)/%.ipynb: notebooks/%.ipynb params/$(PROFILE).yaml $(LIB) | $(STAMP) check-inputs
-	$(call papermill,$@,$<,)
+	$(call papermill,$@,$<,$(OVERRIDES))
 
 $(foreach t,$(SETTINGS),$(eval \
 $(BUILD)/$(t)/%.ipynb: notebooks/%.ipynb params/$(PROFILE).yaml params/$(PROFILE)/$(t).yaml $(LIB) | $(STAMP) check-inputs ; \
-	$$(call papermill,$$@,$$<,-f params/$(PROFILE)/$(t).yaml,$(t))))
+	$$(call papermill,$$@,$$<,-f params/$(PROFILE)/$(t).yaml $(OVERRIDES),$(t))))
 
 # each notebook runs after the one before it (they talk through files on disk)
 $(foreach i,$(wordlist 2,$(words $(EXECUTED)),$(shell seq 1 $(words $(EXECUTED)))),\

@@ -301,13 +301,13 @@ def test_per_class_folders_give_labels(tmp_path):
     _jpeg(val / ESPRESSO / f"{_val(3)}.JPEG")
     (val / "notes").mkdir()  # not a WordNet id: ignored
     d = image_set(_model(), val, require_labels=True)
-    # sub-folders in sorted wnid order, files sorted inside each
-    assert d.names == [f"{_val(2)}.JPEG", f"{_val(1)}.JPEG", f"{_val(3)}.JPEG"]
-    assert d.labels == [0, 281, 967] and d.accept == [[0], [281], [967]] and d.boxes == [[], [], []]
+    # by file name whatever the layout (as a flat copy of the same files would list them)
+    assert d.names == [f"{_val(1)}.JPEG", f"{_val(2)}.JPEG", f"{_val(3)}.JPEG"]
+    assert d.labels == [281, 0, 967] and d.accept == [[281], [0], [967]] and d.boxes == [[], [], []]
     # with the CSV beside it: boxes too; a folder that disagrees with the CSV is an error
     _csv(tmp_path / "LOC_val_solution.csv", {_val(1): [(TABBY, 0, 0, 32, 24)], _val(2): [(TENCH, 0, 0, 64, 48)],
                                              _val(3): [(ESPRESSO, 0, 0, 64, 48)]})
-    assert image_set(_model(), val).boxes[1] == [(0, 0, 16, 16)]
+    assert image_set(_model(), val).boxes[0] == [(0, 0, 16, 16)]
     _csv(tmp_path / "LOC_val_solution.csv", {_val(1): [(TENCH, 0, 0, 32, 24)], _val(2): [(TENCH, 0, 0, 64, 48)],
                                              _val(3): [(ESPRESSO, 0, 0, 64, 48)]})
     with pytest.raises(ValueError, match=f"{_val(1)}.JPEG.*class folder {TABBY}.*{TENCH}"):
@@ -472,7 +472,8 @@ def test_paper_inputs_pass_with_weights_and_a_labelled_folder(flat_val, tmp_path
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     ckpt = tmp_path / "torch" / "hub" / "checkpoints"
     ckpt.mkdir(parents=True)
-    (ckpt / "resnet50-19c8e357.pth").write_bytes(b"not loaded, only looked for")   # the legacy name counts
+    torch.save({"w": torch.zeros(3)}, ckpt / "resnet50-19c8e357.pth")   # the legacy name counts
+    monkeypatch.setenv("LIFTCAM_UNVERIFIED_WEIGHTS", "1")              # weights made here: no sha256 match
     summary = check_paper_inputs("resnet50", flat_val)
     assert summary["weights"] == str(ckpt / "resnet50-19c8e357.pth")
     assert (summary["images"], summary["labelled"], summary["with_boxes"]) == (3, 3, 3)
@@ -500,3 +501,132 @@ def test_the_command_line_check_names_what_is_missing(tmp_path, monkeypatch, cap
     assert main(["check-inputs", "vgg16", str(tmp_path / "nowhere")]) == 1
     err = capsys.readouterr().err
     assert "vgg16-397923af.pth" in err and "nowhere" in err
+
+
+def test_paper_inputs_check_the_checkpoint_sha256_prefix(flat_val, tmp_path, monkeypatch):
+    """torchvision's file names carry the first hex digits of their sha256: a truncated copy is named now."""
+    import hashlib
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("LIFTCAM_UNVERIFIED_WEIGHTS", raising=False)
+    ckpt = tmp_path / "torch" / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    whole = tmp_path / "w.pth"
+    torch.save({"w": torch.arange(1000.0)}, whole)
+    digest = hashlib.sha256(whole.read_bytes()).hexdigest()
+    named = ckpt / f"mine-{digest[:8]}.pth"
+    named.write_bytes(whole.read_bytes())
+    assert data._checkpoint_problem(named) is None                    # the name's prefix matches
+    named.write_bytes(whole.read_bytes()[:-100])                       # truncated: the prefix no longer matches
+    assert "sha256 starts with" in data._checkpoint_problem(named)
+    (ckpt / "vgg16-397923af.pth").write_bytes(whole.read_bytes())      # a complete file, but not torchvision's
+    with pytest.raises(PaperInputsError, match="vgg16-397923af.pth: its sha256 starts with"):
+        check_paper_inputs("vgg16", flat_val)
+    monkeypatch.setenv("LIFTCAM_UNVERIFIED_WEIGHTS", "1")              # weights made by hand: complete is enough
+    assert check_paper_inputs("vgg16", flat_val)["weights"].endswith("vgg16-397923af.pth")
+    (ckpt / "vgg16-397923af.pth").write_bytes(whole.read_bytes()[:-100])
+    with pytest.raises(PaperInputsError, match="not a complete torch checkpoint"):
+        check_paper_inputs("vgg16", flat_val)
+
+
+def test_paper_inputs_decode_images_and_check_eval_images(flat_val, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    assert check_paper_inputs("efficientnet_lite0", flat_val, eval_images=3)["images"] == 3
+    with pytest.raises(PaperInputsError, match="eval_images: the profile draws 2000 images but .* holds 3.*EVAL_IMAGES=3"):
+        check_paper_inputs("efficientnet_lite0", flat_val, eval_images=2000)
+    good = (flat_val / f"{_val(2)}.JPEG").read_bytes()
+    (flat_val / f"{_val(2)}.JPEG").write_bytes(good[:len(good) // 3])   # truncated JPEG
+    with pytest.raises(PaperInputsError, match=f"images: cannot read image .*{_val(2)}"):
+        check_paper_inputs("efficientnet_lite0", flat_val)
+
+
+def test_seeded_subset_is_the_same_in_every_layout(tmp_path):
+    """sample=n draws by file name: a flat and a per-class copy of the same files give the same images."""
+    classes = [TENCH, TABBY, ESPRESSO]
+    for i in range(1, 13):
+        _jpeg(tmp_path / "flat" / f"{_val(i)}.JPEG", colour=(i * 20, 0, 0))
+        _jpeg(tmp_path / "per_class" / classes[(i * 7) % 3] / f"{_val(i)}.JPEG", colour=(i * 20, 0, 0))
+    for seed in (0, 1, 2):
+        flat = image_set(_model(), tmp_path / "flat", sample=5, seed=seed)
+        per_class = image_set(_model(), tmp_path / "per_class", sample=5, seed=seed)
+        assert flat.names == per_class.names
+        assert torch.equal(flat.images, per_class.images)
+
+
+def test_a_csv_with_a_byte_order_mark_is_read(flat_val, tmp_path):
+    csv_file = tmp_path / "LOC_val_solution.csv"
+    csv_file.write_bytes(b"\xef\xbb\xbf" + csv_file.read_bytes())        # as Excel saves UTF-8
+    assert image_set(_model(), flat_val).labels == [281, 0, 967]
+
+
+@pytest.mark.parametrize("where", ["in", "parent", "sibling", "kaggle"])
+def test_xml_boxes_are_found_in_or_beside_the_folder(tmp_path, where):
+    val = tmp_path / ("ILSVRC/Data/CLS-LOC/val" if where == "kaggle" else "val")
+    xml = {"in": val, "parent": val.parent, "sibling": tmp_path / "ILSVRC2012_bbox_val_v3" / "val",
+           "kaggle": tmp_path / "ILSVRC/Annotations/CLS-LOC/val"}[where]
+    for i, w in ((1, TABBY), (2, TENCH)):
+        _jpeg(val / f"{_val(i)}.JPEG")
+        _xml(xml / f"{_val(i)}.xml", [(w, 0, 0, 32, 24)])
+    d = image_set(_model(), val)
+    assert d.labels == [281, 0] and d.boxes == [[(0, 0, 16, 16)], [(0, 0, 16, 16)]]
+    assert check_paper_inputs("efficientnet_lite0", val)["annotations"] == f"xml {str(xml)!r}"
+
+
+def test_make_s_annotations_reach_the_imagenet_images(tmp_path, monkeypatch):
+    """make reproduce ... ANNOTATIONS=/path exports IMAGENET_ANNOTATIONS; images='imagenet' reads it."""
+    val, boxes = tmp_path / "images" / "val", tmp_path / "boxes"
+    _jpeg(val / f"{_val(1)}.JPEG")
+    _xml(boxes / f"{_val(1)}.xml", [(ESPRESSO, 0, 0, 32, 24)])
+    monkeypatch.setenv("IMAGENET", str(val))
+    assert image_set(_model(), "imagenet").labels == [None]
+    monkeypatch.setenv("IMAGENET_ANNOTATIONS", str(boxes))
+    assert image_set(_model(), "imagenet").labels == [967]
+
+
+def test_a_wrong_imagenet_path_suggests_the_make_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMAGENET", str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="IMAGENET=/path/to/ILSVRC2012/val"):
+        image_set(_model(), "imagenet")
+
+
+def test_the_command_line_check_takes_annotations_and_eval_images(tmp_path, monkeypatch, capsys):
+    from liftcam.__main__ import main
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    val, boxes = tmp_path / "val", tmp_path / "elsewhere"
+    _jpeg(val / f"{_val(1)}.JPEG")
+    _xml(boxes / f"{_val(1)}.xml", [(ESPRESSO, 0, 0, 32, 24)])
+    assert main(["check-inputs", "efficientnet_lite0", str(val)]) == 1           # no labels without the XML
+    assert main(["check-inputs", "efficientnet_lite0", str(val), "--annotations", str(boxes)]) == 0
+    assert "images: 1, labelled: 1, with_boxes: 1" in capsys.readouterr().out
+    assert main(["check-inputs", "efficientnet_lite0", str(val), "--annotations", str(boxes), "--eval-images", "5"]) == 1
+    assert "eval_images" in capsys.readouterr().err
+
+
+def test_only_the_sampled_images_of_a_large_folder_are_decoded(tmp_path, monkeypatch):
+    """A folder of thousands of tiny files, 3 images drawn: 3 decodes, and Python's peak memory does not grow
+    with the folder (only the listing does: names and paths, not pixels)."""
+    import tracemalloc
+
+    def folder(n):
+        f = tmp_path / f"many{n}"
+        f.mkdir()
+        tiny = _jpeg(tmp_path / "tiny.JPEG", size=(8, 8)).read_bytes()
+        for i in range(n):
+            (f / f"{_val(i + 1)}.JPEG").write_bytes(tiny)
+        return f
+
+    small, large = folder(300), folder(3000)
+    decoded = []
+    real = data.load_image
+    monkeypatch.setattr(data, "load_image", lambda p: decoded.append(p) or real(p))
+    peaks = {}
+    for f in (small, large):
+        decoded.clear()
+        tracemalloc.start()
+        d = image_set(_model(), f, sample=3, seed=0)
+        peaks[f] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert len(d) == 3 and len(decoded) == 3
+    # 2700 more files cost their listing (a few hundred bytes each), never their pixels
+    assert peaks[large] - peaks[small] < 2700 * 2000

@@ -1,4 +1,4 @@
-"""Command line: ``python -m liftcam explain IMAGES...`` and ``python -m liftcam check-inputs MODEL [IMAGENET_FOLDER]``.
+"""Command line: ``python -m liftcam explain IMAGES...`` and ``python -m liftcam check-inputs MODEL [IMAGENET_FOLDER] [--annotations PATH] [--eval-images N]``.
 
 ``explain`` writes a CAM of each image file (an overlay PNG and the map as ``.npy``) for a model
 given by name or as a saved ``torch.nn.Module`` file. ``check-inputs`` checks, before any work,
@@ -20,13 +20,18 @@ def main(argv=None) -> int:
     c = sub.add_parser("check-inputs", help="check the weights and the ImageNet folder of a paper profile")
     c.add_argument("model", help="vgg16, resnet50 or efficientnet_lite0")
     c.add_argument("imagenet", nargs="?", default=None, help="the ILSVRC-2012 validation folder")
+    c.add_argument("--annotations", default=None,
+                   help="LOC_val_solution.csv or the folder of ILSVRC2012_val_*.xml box files (default: found in or "
+                        "beside the folder)")
+    c.add_argument("--eval-images", type=int, default=None, help="the profile's subset size: checked against the folder")
     a = p.parse_args(argv)
     if a.command == "explain":
         return explain_images(a)
     from .data import PaperInputsError, check_paper_inputs
 
     try:
-        found = check_paper_inputs(a.model, a.imagenet or None)
+        found = check_paper_inputs(a.model, a.imagenet or None, annotations=a.annotations or None,
+                                   eval_images=a.eval_images)
     except (PaperInputsError, ValueError) as e:
         print(e, file=sys.stderr)
         return 1

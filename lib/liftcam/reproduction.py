@@ -424,6 +424,11 @@ def _paired_rows(claim, table, method_col, versus_col, metric_of) -> list[dict]:
         if r is None:
             rows.append(_row(label(other), m["name"], *[float("nan")] * 4, "not run", None))
             continue
+        if int(r["n"]) == 0:       # the notebook ran but no image counted (e.g. none explained as its label): not "not run"
+            k += 1                   # keeps Holm p-values aligned with the found rows
+            rows.append(_row(label(other), m["name"], *[float("nan")] * 3, 0, f"n < {MIN_N}", None,
+                             "ran; no image counted"))
+            continue
         low, high, n, mean = float(r["low"]), float(r["high"]), int(r["n"]), float(r["mean"])
         error = float(r["margin"]) if "margin" in r and not pd.isna(r["margin"]) else (
             float("nan") if "margin" in r else 0.0)

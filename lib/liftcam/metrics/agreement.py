@@ -118,8 +118,12 @@ def agreement_per_image(coefficients: dict, reference: Tensor, *, top_k: int = 1
     for m, a in coefficients.items():
         a = a.detach().cpu().double()
         r = reference[:len(a)].detach().cpu().double()
-        parts[m] = pd.DataFrame({"relative error": relative_error(a, r).numpy(), "cosine": cosine_similarity(a, r).numpy(),
-                                 "spearman": spearman(a, r).numpy(), "top-k overlap": top_k_overlap(a, r, top_k).numpy()},
+        # a method that returned the zero vector (e.g. LIME-CAM's Lasso keeping no map) ran and agrees in nothing: 0,
+        # not NaN (NaN here means "not run on that image" and would drop the image from the comparison)
+        zero = (a.abs().amax(1) == 0) & (r.abs().amax(1) > 0)
+        cos, rho = (torch.where(zero, torch.zeros_like(v), v) for v in (cosine_similarity(a, r), spearman(a, r)))
+        parts[m] = pd.DataFrame({"relative error": relative_error(a, r).numpy(), "cosine": cos.numpy(),
+                                 "spearman": rho.numpy(), "top-k overlap": top_k_overlap(a, r, top_k).numpy()},
                                 index=pd.Index(names[:len(a)], name="image"))
     return pd.concat(parts, names=["method", "image"])
 
