@@ -1,4 +1,4 @@
-"""Command line: ``python -m liftcam explain IMAGES...`` and ``python -m liftcam check-inputs MODEL [IMAGENET_FOLDER] [--annotations PATH] [--eval-images N]``.
+"""Command line: ``python -m liftcam explain IMAGES...`` and ``python -m liftcam check-inputs MODEL [FOLDER] [options]``.
 
 ``explain`` writes a CAM of each image file (an overlay PNG and the map as ``.npy``) for a model
 given by name or as a saved ``torch.nn.Module`` file. ``check-inputs`` checks, before any work,
@@ -37,7 +37,6 @@ def main(argv=None) -> int:
         return 1
     print(", ".join(f"{k}: {v}" for k, v in found.items()))
     return 0
-
 
 
 # --------------------------------------------------------------------------------------------
