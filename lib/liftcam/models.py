@@ -161,6 +161,9 @@ class SplitModel(nn.Module):
         # the unsplit model (sharing the parameters), kept out of the module tree: verify() compares with it
         object.__setattr__(self, "_reference", reference)
         self.verified = reference is None
+        # an in-place operation on a view (x.view(-1).clamp_()) may change values fx does not see, and only on
+        # some images: such a split is checked on every forward pass, any other once (split sets it)
+        self.check_every_call = False
         self.eval()
 
     def forward(self, x):
@@ -187,11 +190,13 @@ class SplitModel(nn.Module):
         """Check that ``head(body(x))`` equals the unsplit model on ``images``; raise :class:`SplitError`
         naming the layer when it does not (a forward pass that torch.fx cannot capture).
 
-        Every call checks its own images (``A`` and ``logits`` spare the split's own pass; the
-        unsplit model runs once more): a split that holds on one probe may not hold on other images
-        (an in-place ``clamp_`` on a view whose cap only some images reach)."""
+        Once verified, later calls return at once, except where ``check_every_call`` is set (by
+        :func:`split`, for a forward pass with an in-place operation on a view): a split that holds on
+        one probe may not hold on other images (a ``clamp_`` whose cap only some images reach), so
+        each call then checks its own images (``A`` and ``logits`` spare the split's own pass; the
+        unsplit model runs once more)."""
         ref = self._reference
-        if ref is None:
+        if ref is None or (self.verified and not self.check_every_call):
             return
         stem = self.body[0]
         with torch.no_grad():
@@ -272,11 +277,24 @@ def _out_of_place(node: fx.Node):
     return None
 
 
-def _replay_inplace(graph: fx.Graph, inplace_modules: set[str] = frozenset()) -> None:
+#: operations whose result shares memory with their input: an in-place change of one changes the other
+_VIEWS = {"view", "view_as", "reshape", "flatten", "unflatten", "transpose", "permute", "narrow", "select", "squeeze",
+          "unsqueeze", "expand", "expand_as", "t", "getitem", "__getitem__", "chunk", "split", "unbind", "as_strided",
+          "diagonal", "movedim", "unfold", "detach", "contiguous", "real", "imag"}
+
+
+def _is_view(node) -> bool:
+    if not isinstance(node, fx.Node) or node.op not in ("call_method", "call_function"):
+        return False
+    return (node.target if node.op == "call_method" else getattr(node.target, "__name__", "")) in _VIEWS
+
+
+def _replay_inplace(graph: fx.Graph, inplace_modules: set[str] = frozenset()) -> bool:
     """Make every in-place operation out of place, and every later read of the tensor it mutated read
     its result instead: fx would otherwise drop an in-place call whose result is unused
-    (``f.relu_(); return fc(f)``) as dead code, and the head would lose the ReLU."""
-    order = {n: i for i, n in enumerate(graph.nodes)}
+    (``f.relu_(); return fc(f)``) as dead code, and the head would lose the ReLU. Returns whether one of
+    them changed a view or a tensor that has views (whose other aliases fx cannot follow)."""
+    order, aliased = {n: i for i, n in enumerate(graph.nodes)}, False
     for node in list(graph.nodes):
         twin = _out_of_place(node)
         if twin is None or not node.args or not isinstance(node.args[0], fx.Node):
@@ -292,9 +310,11 @@ def _replay_inplace(graph: fx.Graph, inplace_modules: set[str] = frozenset()) ->
         mutated = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
         if mutated is None:
             continue
+        aliased = aliased or _is_view(mutated) or any(_is_view(u) for u in mutated.users if u is not node)
         for user in list(mutated.users):
             if user is not node and order[user] > order[node]:
                 user.replace_input_with(mutated, node)
+    return aliased
 
 
 def _without_inplace(model: nn.Module) -> set[str]:
@@ -388,8 +408,9 @@ def split(model: nn.Module, layer: str, *, preprocess: Callable | None = None,
     In-place operations are replayed out of place (fx would drop ``f.relu_()`` whose result is
     unused). The split is then checked: ``head(body(x))`` must equal the model on ``example``
     (images in [0, 1], default one seeded random 224 x 224 image; when the model cannot take that,
-    on the first images explained), and again on the images of every later forward pass
-    (:meth:`SplitModel.verify`), else :class:`SplitError` names the layer.
+    on the first images explained), and, where the forward pass changes a view in place, again on
+    the images of every later forward pass (:meth:`SplitModel.verify`), else :class:`SplitError`
+    names the layer.
 
     Raises ``ValueError`` for an unknown layer (listing the valid ones), for a layer that is not a
     cut point (the computation after it also reads a tensor computed before it), and for a layer
@@ -411,7 +432,7 @@ def split(model: nn.Module, layer: str, *, preprocess: Callable | None = None,
     except Exception as e:  # fx cannot follow data-dependent control flow
         raise ValueError(f"cannot trace {type(model).__name__} with torch.fx to split it at {layer!r}: {e}") from e
     _bind_constants(graph, fixed)
-    _replay_inplace(graph, inplace_modules)
+    aliased = _replay_inplace(graph, inplace_modules)
 
     cut = [n for n in graph.nodes if n.op == "call_module" and n.target == layer]
     if not cut:
@@ -427,6 +448,7 @@ def split(model: nn.Module, layer: str, *, preprocess: Callable | None = None,
     stem = Normalize(*normalize) if normalize is not None else nn.Identity()
     s = SplitModel(nn.Sequential(stem, body_gm), head_gm, layer=layer, preprocess=preprocess,
                    categories=categories, name=name or type(model).__name__, reference=model)
+    s.check_every_call = aliased
     _probe(s, example)
     return s
 
