@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import targets as _targets
-from .models import SplitModel, split
+from .models import SplitError, SplitModel, logits_disagree, split
 
 __all__ = ["Batch", "Explanation", "Method", "REGISTRY", "RULES", "COSTS", "HOW_OPTIONS", "register", "lookup", "explain",
            "explain_batch", "explain_targets", "TARGET_KINDS", "cam_maps", "minmax", "evaluating", "chunks",
@@ -214,6 +214,8 @@ def evaluating(model: nn.Module):
     flags = [(m, m.training) for m in model.modules()]
     try:
         model.eval()
+        for m, _ in flags:
+            m.training = False                          # also where a train() override does not recurse
         yield model
     finally:
         for m, flag in flags:
@@ -340,17 +342,31 @@ def explain(model, images: Tensor, method: str = "lift-cam", targets=None, *, la
     logits, a linear combination of classes (multi-label) or one of :mod:`liftcam.targets`, for
     all images or per image (:func:`resolve_targets`, :func:`explain_targets`). ``options`` go to the method's rule (see
     ``liftcam.methods``). The model's train/eval flags are restored afterwards.
+
+    With a module and ``layer=``, the split is made once and reused; every call compares its
+    logits with the module's own ``net(images)`` and splits again when they differ (weights edited
+    through ``.data``, changed settings), so the result always explains the network as it is now; a
+    :class:`~liftcam.models.SplitError` says when even a fresh split cannot reproduce it.
     """
     lookup(method)                                                      # unknown: a ValueError listing them
+    net = None
     if not isinstance(model, SplitModel):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a liftcam SplitModel or a torch.nn.Module, got {type(model).__name__}")
         if layer is None:
             raise ValueError("explain needs a SplitModel (liftcam.models.split / load) or a module with layer=...")
-        model = _split_once(model, layer)
-    elif layer is not None and layer != model.layer:
+        net, model = model, _split_once(model, layer)
+    elif layer is not None and str(layer) != model.layer:
         raise ValueError(f"the SplitModel is cut at {model.layer!r}, not {layer!r}; split the model again at {layer!r}")
     A, logits = forward(model, images)                                # checks the images once
+    if net is not None and _disagrees(net, images, logits) is not None:
+        model = _split_once(net, layer, fresh=True)                   # the network changed since it was split
+        A, logits = forward(model, images)
+        what = _disagrees(net, images, logits)
+        if what is not None:
+            raise SplitError(f"split(net, {layer!r}) does not reproduce net(images): head(body(x)) {what}, also "
+                             "when split again. Does the network change itself during forward, or depend on "
+                             "anything but its input? Split it with liftcam.models.split and explain that")
     images = images.to(A.device, A.dtype)
     with evaluating(model):
         return explain_targets(model, images, A, logits, targets, method, **options)
@@ -400,13 +416,32 @@ def _check_target_kind(m: Method, t) -> None:
 _SPLITS: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
 
 
-def _split_once(net: nn.Module, layer: str) -> SplitModel:
-    """``split(net, layer)``, reused while the network is unchanged: same layer, same modules, and no
-    parameter or buffer replaced or modified in place (their version counters)."""
-    state = (layer, tuple((n, type(m)) for n, m in net.named_modules()),
-             tuple((id(t), t._version) for t in [*net.parameters(), *net.buffers()]))
+def _disagrees(net: nn.Module, images: Tensor, logits: Tensor) -> str | None:
+    """None when ``net(images)`` (eval mode, flags restored) equals the split's ``logits``, else what differs."""
+    p = next((t for t in [*net.parameters(), *net.buffers()] if t.is_floating_point()), None)
+    x = images.to(logits.device, p.dtype if p is not None else logits.dtype)
+    with evaluating(net), torch.no_grad():
+        want = net(x)
+    return logits_disagree(logits, want)
+
+
+def _split_state(net: nn.Module, layer) -> tuple:
+    """What :func:`_split_once` compares: the layer, every module's type and plain settings, and each parameter's
+    and buffer's identity, storage, dtype, device, shape and version counter."""
+    from .cache import module_settings
+
+    return (layer, tuple((n, type(m), module_settings(m)) for n, m in net.named_modules()),
+            tuple((id(t), t.data_ptr(), t.dtype, t.device, tuple(t.shape), t._version)
+                  for t in [*net.parameters(), *net.buffers()]))
+
+
+def _split_once(net: nn.Module, layer: str, fresh: bool = False) -> SplitModel:
+    """``split(net, layer)``, reused while the network looks unchanged (:func:`_split_state`); ``fresh``
+    splits again. :func:`explain` also compares every call's logits with ``net(images)`` and splits
+    again when they differ (a weight edited through ``.data`` keeps its version counter)."""
+    state = _split_state(net, layer)
     got = _SPLITS.get(net)
-    if got is not None and got[0] == state:
+    if not fresh and got is not None and got[0] == state:
         return got[1]
     s = split(net, layer)
     _SPLITS[net] = (state, s)                                          # one split per network: it is a copy
@@ -482,7 +517,23 @@ def coefficients(batch: Batch, method: str, **options) -> tuple[Tensor, dict]:
     with evaluating(batch.model):
         out = m.rule(batch, **options)
     alpha, extras = out if isinstance(out, tuple) else (out, {})
+    bad = ~torch.isfinite(alpha).all(1) if alpha.dim() == 2 else ~torch.isfinite(alpha).flatten().all().view(1)
+    if bad.any():
+        rows = bad.nonzero().flatten().tolist()
+        raise ValueError(f"method {method!r} gave NaN or infinite coefficients for image(s) {rows[:10]}"
+                         f"{' ...' if len(rows) > 10 else ''} (target(s) {batch.targets[bad][:10].tolist()}, "
+                         f"logit(s) {batch.scores(batch.logits)[bad][:10].tolist()}): {_nan_hint(method, options)}")
     return alpha.detach(), extras
+
+
+def _nan_hint(method: str, options: dict) -> str:
+    """Why a rule's coefficients can be undefined, and what to do instead."""
+    hints = {"ablation-cam": "Ablation-CAM divides by the target logit y^c, and it is 0 here; explain another "
+                             "class or use a method without that division (lift-cam, grad-cam)",
+             "lrp-cam": f"LRP's epsilon rule divides by z + epsilon sign(z) (epsilon={options.get('epsilon', 1e-9)!r}), "
+                        "0 where a pre-activation is 0; use a positive epsilon (the default 1e-9)"}
+    return hints.get(method, "the model's logits or activations hold NaN / inf, or the rule divides by zero "
+                             "on this input")
 
 
 def explain_batch(batch: Batch, method: str, **options) -> Explanation:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -63,11 +64,12 @@ def explain_cached(model: SplitModel, images: Tensor, method: str, targets=None,
     :func:`liftcam.cache.model_digest`: weights, split code and module settings), the layer, a
     sha256 of the image, the method, :func:`liftcam.cache.source_digest` of its rule, the
     ``options`` with their defaults (except :data:`NOT_IN_KEY`), the target class and
-    :data:`VERSION`; a damaged or non-finite file is recomputed. Missing images are explained in one
-    :func:`~liftcam.core.explain_batch` call
-    on the maps already computed, and each image's alpha (K,) is written atomically to
-    ``<sha256 of the key>.npz`` in
-    :func:`cache_folder`; maps are rebuilt from alpha with :func:`~liftcam.core.cam_maps` on the
+    :data:`VERSION`; a damaged or non-finite file is recomputed. Missing images are explained on the
+    maps already computed (a method of cost ``"head"`` in one :func:`~liftcam.core.explain_batch`
+    call, a costly one image by image), and each image's alpha (K,) is written atomically to
+    ``<sha256 of the key>.npz`` in :func:`cache_folder` as soon as it is computed; a write that fails
+    (a full disk) is a warning, the result is still returned, and ``extras["stored"]`` (B,) bool says
+    which are on disk; maps are rebuilt from alpha with :func:`~liftcam.core.cam_maps` on the
     activations of one forward pass, as :func:`liftcam.explain` builds them. ``extras`` holds
     ``cached`` (B,) bool and ``files`` (a method's own extras are not kept).
 
@@ -111,16 +113,35 @@ def _explain_cached(model, images, A, logits, t, method, cache_dir, key, options
         got = cache.read(files[i], keys[i], alpha=(K,))
         if got is not None:
             alpha[i], cached[i] = torch.as_tensor(got["alpha"], dtype=A.dtype), True
-    missing = (~cached).nonzero().flatten()
-    if len(missing):
-        m = missing.to(A.device)                                      # the maps are known: no second forward pass
+    missing = (~cached).nonzero().flatten().tolist()
+    # a head-cost method runs all missing images at once; a costly one image by image, each stored when done
+    groups = [missing] if spec.cost == "head" else [[i] for i in missing]
+    unstored = []
+    for group in (g for g in groups if g):
+        m = torch.tensor(group, device=A.device)                      # the maps are known: no second forward pass
         e = explain_batch(Batch(model, images[m], A[m], t[m], logits[m]), method, **options)
         alpha[m] = e.coefficients.to(A.dtype)
-        for j, i in enumerate(missing.tolist()):
-            cache.write(files[i], keys[i], alpha=e.coefficients[j].detach().cpu().numpy())
+        for j, i in enumerate(group):
+            try:
+                cache.write(files[i], keys[i], alpha=_storable(e.coefficients[j]))
+            except OSError as err:                                    # a full disk, a folder it cannot create
+                unstored.append((i, err))
+    if unstored:
+        warnings.warn(f"explain_cached computed {method} for {len(missing)} image(s) but could not store "
+                      f"{len(unstored)} of them (image(s) {[i for i, _ in unstored][:10]}; first error: "
+                      f"{unstored[0][1]}); the results are returned, and extras['stored'] says which are on disk",
+                      stacklevel=3)
+    stored = cached.clone()
+    stored[torch.tensor([i for i in missing if i not in {u for u, _ in unstored}], dtype=torch.long)] = True
     maps, raw = cam_maps(A, alpha, images.shape[-2:])
-    return Explanation(maps, raw, alpha, t, logits, method, {"cached": cached, "files": files}, model.layer,
-                       spec.key_options(options))
+    return Explanation(maps, raw, alpha, t, logits, method, {"cached": cached, "files": files, "stored": stored},
+                       model.layer, spec.key_options(options))
+
+
+def _storable(alpha: Tensor) -> np.ndarray:
+    """alpha (K,) as a numpy array: float16 / bfloat16 (which numpy lacks or npz cannot hold) as float32."""
+    a = alpha.detach().cpu()
+    return (a.float() if a.dtype in (torch.float16, torch.bfloat16) else a).numpy()
 
 
 def explain_all(model: SplitModel, images: Tensor, methods, *, cache_dir: str | os.PathLike | None = None,

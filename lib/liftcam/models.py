@@ -14,17 +14,19 @@ three models of this project with their preprocessing.
 from __future__ import annotations
 
 import copy
+import inspect
 import operator
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
+import numpy as np
 import torch
 import torch.fx as fx
 from PIL import Image
 from torch import nn
 
 __all__ = ["SplitModel", "ImageTransform", "Normalize", "split", "load", "device", "MODELS", "ModelSpec",
-           "CONTROLLED_MODELS", "WeightsNotFoundError", "SplitError"]
+           "CONTROLLED_MODELS", "WeightsNotFoundError", "SplitError", "logits_disagree"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -40,6 +42,21 @@ class SplitError(ValueError):
 
 def _shape(t) -> str:
     return str(tuple(t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__
+
+
+def logits_disagree(got, want) -> str | None:
+    """None when the logits ``got`` equal ``want`` (B, C) to the rounding of their dtype, else what differs."""
+    if not (isinstance(got, torch.Tensor) and isinstance(want, torch.Tensor) and got.shape == want.shape):
+        return f"returns {_shape(got)} where the model returns {_shape(want)}"
+    if got.isnan().any() != want.isnan().any():
+        return "holds NaN where the model does not (or the reverse)"
+    err = (got.double() - want.double()).nan_to_num(0.0).abs().max().item() if got.numel() else 0.0
+    scale = want.double().nan_to_num(0.0).abs().max().item() if want.numel() else 0.0
+    dtype = want.dtype if want.is_floating_point() else torch.float32
+    rtol = max(1e-4, 16 * torch.finfo(dtype).eps)
+    if err <= rtol * scale + torch.finfo(dtype).tiny:
+        return None
+    return f"differs from the model by up to {err:.3g} (largest logit {scale:.3g})"
 
 
 class Normalize(nn.Module):
@@ -144,6 +161,9 @@ class SplitModel(nn.Module):
         # the unsplit model (sharing the parameters), kept out of the module tree: verify() compares with it
         object.__setattr__(self, "_reference", reference)
         self.verified = reference is None
+        # an in-place operation on a view (x.view(-1).clamp_()) may change values fx does not see, and only on
+        # some images: such a split is checked on every forward pass, any other once (split sets it)
+        self.check_every_call = False
         self.eval()
 
     def forward(self, x):
@@ -167,34 +187,40 @@ class SplitModel(nn.Module):
 
     def verify(self, images: torch.Tensor, *, A: torch.Tensor | None = None,
                logits: torch.Tensor | None = None) -> None:
-        """Check once that ``head(body(x))`` equals the unsplit model on ``images``; raise
-        :class:`SplitError` naming the layer when it does not (a forward pass that torch.fx cannot
-        capture). Later calls return at once; ``A`` and ``logits`` spare the split's own pass."""
-        if self.verified:
+        """Check that ``head(body(x))`` equals the unsplit model on ``images``; raise :class:`SplitError`
+        naming the layer when it does not (a forward pass that torch.fx cannot capture).
+
+        Once verified, later calls return at once, except where ``check_every_call`` is set (by
+        :func:`split`, for a forward pass with an in-place operation on a view): a split that holds on
+        one probe may not hold on other images (a ``clamp_`` whose cap only some images reach), so
+        each call then checks its own images (``A`` and ``logits`` spare the split's own pass; the
+        unsplit model runs once more)."""
+        ref = self._reference
+        if ref is None or (self.verified and not self.check_every_call):
             return
-        stem, ref = self.body[0], self._reference
+        stem = self.body[0]
         with torch.no_grad():
             if logits is None:
                 logits = self.head(self.body(images) if A is None else A)
-            want = ref.to(self.device)(stem(images))
+            try:
+                want = ref.to(self.device)(stem(images))
+            except RuntimeError as e:
+                raise ValueError(f"{self.name} cannot take images of {tuple(images.shape[-2:])} pixels "
+                                 f"({str(e).splitlines()[0][:200]}); resize them to the network's input size "
+                                 "(model.preprocess does)") from None
         if not isinstance(want, torch.Tensor) or want.dim() != 2:
             raise ValueError(f"{self.name} returns {_shape(want)}, not logits (B, C); wrap it in a module whose "
                              "forward returns the class scores (e.g. the first element of its tuple)")
-        if isinstance(want, torch.Tensor) and isinstance(logits, torch.Tensor) and want.shape == logits.shape:
-            err = (logits.double() - want.double()).abs().max().item()
-            scale = want.double().abs().max().item()
-            rtol = max(1e-4, 16 * torch.finfo(want.dtype).eps)
-            if err <= rtol * scale + torch.finfo(want.dtype).tiny:
-                self.verified = True
-                return
-            what = f"differs from the model by up to {err:.3g} (largest logit {scale:.3g})"
-        else:
-            what = f"returns {_shape(logits)} where the model returns {_shape(want)}"
+        what = logits_disagree(logits, want)
+        if what is None:
+            self.verified = True
+            return
         raise SplitError(
-            f"splitting {self.name} at layer {self.layer!r} does not reproduce the model: head(body(x)) {what}. "
+            f"splitting {self.name} at layer {self.layer!r} does not reproduce the model on these images: "
+            f"head(body(x)) {what}. "
             "The forward pass does something torch.fx cannot capture: an in-place operation on a view "
-            "(x.view(...).relu_()), an attribute or buffer changed during forward, or Python control flow "
-            "that depends on the input. Rewrite that step out of place, or split at another layer.")
+            "(x.view(...).relu_(), .clamp_()), an attribute or buffer changed during forward, or Python control "
+            "flow that depends on the input. Rewrite that step out of place, or split at another layer.")
 
     @property
     def num_classes(self) -> int | None:
@@ -251,11 +277,24 @@ def _out_of_place(node: fx.Node):
     return None
 
 
-def _replay_inplace(graph: fx.Graph, inplace_modules: set[str] = frozenset()) -> None:
+#: operations whose result shares memory with their input: an in-place change of one changes the other
+_VIEWS = {"view", "view_as", "reshape", "flatten", "unflatten", "transpose", "permute", "narrow", "select", "squeeze",
+          "unsqueeze", "expand", "expand_as", "t", "getitem", "__getitem__", "chunk", "split", "unbind", "as_strided",
+          "diagonal", "movedim", "unfold", "detach", "contiguous", "real", "imag"}
+
+
+def _is_view(node) -> bool:
+    if not isinstance(node, fx.Node) or node.op not in ("call_method", "call_function"):
+        return False
+    return (node.target if node.op == "call_method" else getattr(node.target, "__name__", "")) in _VIEWS
+
+
+def _replay_inplace(graph: fx.Graph, inplace_modules: set[str] = frozenset()) -> bool:
     """Make every in-place operation out of place, and every later read of the tensor it mutated read
     its result instead: fx would otherwise drop an in-place call whose result is unused
-    (``f.relu_(); return fc(f)``) as dead code, and the head would lose the ReLU."""
-    order = {n: i for i, n in enumerate(graph.nodes)}
+    (``f.relu_(); return fc(f)``) as dead code, and the head would lose the ReLU. Returns whether one of
+    them changed a view or a tensor that has views (whose other aliases fx cannot follow)."""
+    order, aliased = {n: i for i, n in enumerate(graph.nodes)}, False
     for node in list(graph.nodes):
         twin = _out_of_place(node)
         if twin is None or not node.args or not isinstance(node.args[0], fx.Node):
@@ -271,9 +310,11 @@ def _replay_inplace(graph: fx.Graph, inplace_modules: set[str] = frozenset()) ->
         mutated = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
         if mutated is None:
             continue
+        aliased = aliased or _is_view(mutated) or any(_is_view(u) for u in mutated.users if u is not node)
         for user in list(mutated.users):
             if user is not node and order[user] > order[node]:
                 user.replace_input_with(mutated, node)
+    return aliased
 
 
 def _without_inplace(model: nn.Module) -> set[str]:
@@ -291,6 +332,68 @@ def _layer_names(model: nn.Module) -> list[str]:
     return [n for n, _ in model.named_modules() if n]
 
 
+#: wrappers whose wrapped network is an attribute: (DataParallel / DistributedDataParallel, torch.compile)
+_WRAPPED = {"module": ("DataParallel", "DistributedDataParallel"), "_orig_mod": ("OptimizedModule",)}
+
+
+def _unwrap(model: nn.Module, layer: str) -> tuple[nn.Module, str]:
+    """The network inside ``nn.DataParallel`` / ``DistributedDataParallel`` (``.module``) or ``torch.compile``
+    (``._orig_mod``), and the layer's name in it (``"module.features.3"`` -> ``"features.3"``)."""
+    for attr, kinds in _WRAPPED.items():
+        inner = getattr(model, attr, None)
+        if type(model).__name__ in kinds and isinstance(inner, nn.Module):
+            return _unwrap(inner, layer[len(attr) + 1:] if layer.startswith(attr + ".") else layer)
+    return model, layer
+
+
+def _layer_name(model: nn.Module, layer) -> str:
+    """``layer`` as the name torch.fx calls it: an int of an ``nn.Sequential`` as its string, a second name
+    of a shared module as its first; a ValueError lists the valid names."""
+    if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
+        layer = str(int(layer))
+    if not isinstance(layer, str):
+        raise TypeError(f"layer must be a module name (a str from model.named_modules()), got "
+                        f"{type(layer).__name__} {layer!r}")
+    if layer in _layer_names(model):
+        return layer
+    first = {id(m): n for n, m in model.named_modules()}
+    for n, m in model.named_modules(remove_duplicate=False):
+        if n == layer and id(m) in first:
+            return first[id(m)]                        # a shared module: fx names its calls by the first name
+    raise ValueError(f"unknown layer {layer!r} for {type(model).__name__}; valid layers are the "
+                     f"names in model.named_modules(): {', '.join(_layer_names(model))}")
+
+
+def _fixed_arguments(model: nn.Module) -> dict:
+    """The defaults of ``forward``'s arguments after the images (``temperature=1.0``): a CAM calls
+    ``model(x)``, so they are constants of the graph. A second argument without a default is refused."""
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())[1:]
+    except (TypeError, ValueError):  # pragma: no cover - a forward without a signature
+        return {}
+    fixed = {}
+    for p in params:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.default is p.empty:
+            raise ValueError(f"{type(model).__name__}.forward takes {p.name!r} besides the images; a CAM calls "
+                             "model(images): wrap the model in a module whose forward takes the images only")
+        fixed[p.name] = p.default
+    return fixed
+
+
+def _bind_constants(graph: fx.Graph, fixed: dict) -> None:
+    """Replace the placeholder of each fixed argument by its default value."""
+    for node in list(graph.nodes):
+        if node.op == "placeholder" and node.target in fixed:
+            def constant(n, node=node, value=fixed[node.target]):
+                return value if n is node else n
+            for user in list(node.users):
+                user.args = fx.node.map_arg(user.args, constant)
+                user.kwargs = fx.node.map_arg(user.kwargs, constant)
+            graph.erase_node(node)
+
+
 def split(model: nn.Module, layer: str, *, preprocess: Callable | None = None,
           categories: Sequence[str] | None = None, normalize: tuple | None = None,
           name: str | None = None, example: torch.Tensor | None = None) -> SplitModel:
@@ -298,12 +401,16 @@ def split(model: nn.Module, layer: str, *, preprocess: Callable | None = None,
 
     ``normalize=(mean, std)`` puts that channel normalisation at the start of ``body`` (images
     then stay in [0, 1] pixel space); ``preprocess`` maps a PIL image to such a tensor. The
-    caller's model is not touched: the split is built from a deep copy.
+    caller's model is not touched: the split is built from a deep copy. ``nn.DataParallel`` and
+    ``torch.compile`` models are split through the network they wrap; an int layer names an
+    ``nn.Sequential``'s child; ``forward``'s arguments after the images keep their defaults.
 
     In-place operations are replayed out of place (fx would drop ``f.relu_()`` whose result is
-    unused). The split is then checked once: ``head(body(x))`` must equal the model on ``example``
+    unused). The split is then checked: ``head(body(x))`` must equal the model on ``example``
     (images in [0, 1], default one seeded random 224 x 224 image; when the model cannot take that,
-    on the first images explained), else :class:`SplitError` names the layer.
+    on the first images explained), and, where the forward pass changes a view in place, again on
+    the images of every later forward pass (:meth:`SplitModel.verify`), else :class:`SplitError`
+    names the layer.
 
     Raises ``ValueError`` for an unknown layer (listing the valid ones), for a layer that is not a
     cut point (the computation after it also reads a tensor computed before it), and for a layer
@@ -311,18 +418,21 @@ def split(model: nn.Module, layer: str, *, preprocess: Callable | None = None,
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"split takes a torch.nn.Module, got {type(model).__name__}")
-    names = _layer_names(model)
-    if layer not in names:
-        raise ValueError(f"unknown layer {layer!r} for {type(model).__name__}; valid layers are the "
-                         f"names in model.named_modules(): {', '.join(names)}")
-    model = copy.deepcopy(model).eval()
+    model, layer = _unwrap(model, str(layer) if isinstance(layer, str) else layer)
+    layer = _layer_name(model, layer)
+    fixed = _fixed_arguments(model)
+    model = copy.deepcopy(model)
+    model.eval()                                       # not chained: a train() override may return None
+    for m in model.modules():
+        m.training = False                             # also where an override does not recurse
     inplace_modules = _without_inplace(model)
     tracer = _Tracer(layer)
     try:
         graph = tracer.trace(model)
     except Exception as e:  # fx cannot follow data-dependent control flow
         raise ValueError(f"cannot trace {type(model).__name__} with torch.fx to split it at {layer!r}: {e}") from e
-    _replay_inplace(graph, inplace_modules)
+    _bind_constants(graph, fixed)
+    aliased = _replay_inplace(graph, inplace_modules)
 
     cut = [n for n in graph.nodes if n.op == "call_module" and n.target == layer]
     if not cut:
@@ -338,6 +448,7 @@ def split(model: nn.Module, layer: str, *, preprocess: Callable | None = None,
     stem = Normalize(*normalize) if normalize is not None else nn.Identity()
     s = SplitModel(nn.Sequential(stem, body_gm), head_gm, layer=layer, preprocess=preprocess,
                    categories=categories, name=name or type(model).__name__, reference=model)
+    s.check_every_call = aliased
     _probe(s, example)
     return s
 
@@ -353,16 +464,28 @@ def _probe(s: SplitModel, example) -> None:
     with torch.no_grad():
         try:
             s._reference(s.body[0](x))
-        except Exception:
+        except Exception as e:
             if example is not None:
-                raise
+                raise ValueError(f"{s.name} cannot take the example of shape {tuple(x.shape)} "
+                                 f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); pass images (1, 3, H, W) "
+                                 "of the network's input size") from None
             return                                     # verified on the first images explained
         A = s.body(x)
-        if A.dim() != 4:
-            raise ValueError(f"layer {s.layer!r} outputs {tuple(A.shape)}, not activation maps (B, K, h, w): a CAM "
+        if not isinstance(A, torch.Tensor) or A.dim() != 4:
+            raise ValueError(f"layer {s.layer!r} outputs {_shape(A) if isinstance(A, torch.Tensor) else _what(A)}, "
+                             "not activation maps (B, K, h, w): a CAM "
                              "needs a convolutional layer; split the model at a conv block (e.g. the last one "
                              "before pooling), not at the classifier")
         s.verify(x, A=A)
+
+
+def _what(value) -> str:
+    """A layer's output that is not a tensor, in words: ``a list of 3 tensors (1, 18, 56, 56), ...``."""
+    if isinstance(value, (list, tuple)):
+        shapes = ", ".join(_shape(v) for v in value[:4]) + (", ..." if len(value) > 4 else "")
+        return (f"a {type(value).__name__} of {len(value)} values ({shapes}) (choose a layer whose output is one "
+                "tensor, e.g. one branch or the module that fuses them)")
+    return type(value).__name__
 
 
 def _body_graph(graph: fx.Graph, cut: fx.Node) -> fx.Graph:

@@ -552,8 +552,8 @@ def closed_form_shapley(model: SplitModel, images: Tensor, targets=None, *, batc
     additivity is *verified* before they are returned: on ``checks`` random coalitions per image
     (half the maps each, a generator seeded with ``seed``) ``v(S) - v(empty)`` must equal
     ``sum_{k in S} phi_k``, and local accuracy ``phi_0 + sum_k phi_k = F^c(A)`` must hold, within
-    ``1e-4`` of the logits' scale ``+ 1e-5``. Otherwise :class:`NotAdditiveError` (a ValueError)
-    says so and points to KernelSHAP (:func:`ground_truth`).
+    ``1e-4`` of the logits' scale ``+ 1e-5`` (64 eps of a float16 / bfloat16 head's dtype).
+    Otherwise :class:`NotAdditiveError` (a ValueError) says so and points to KernelSHAP (:func:`ground_truth`).
 
     ``targets`` as for :func:`liftcam.explain`. Returns an :class:`~liftcam.core.Explanation` like
     :func:`ground_truth`'s, with ``extras`` ``phi0`` (B,) and ``estimator`` (``"closed-form"``).
@@ -587,19 +587,25 @@ def closed_form_shapley(model: SplitModel, images: Tensor, targets=None, *, batc
             got = torch.cat([head(z[sl, :, None, None] * A[b][None])[:, c] for sl in chunks(checks, batch_size)]) \
                 if checks else A.new_zeros(0)
             _check_additive(model, b, c, z, got.double() - empty[c], z.double() @ phi[b], float(logits[b, c]),
-                            float(empty[c]), float(phi[b].sum()))
+                            float(empty[c]), float(phi[b].sum()), rtol=_additive_rtol(A.dtype))
     alpha = phi.to(A.dtype)
     maps, raw = cam_maps(A, alpha, images.shape[-2:])
     return Explanation(maps, raw, alpha, t, logits, "shap-cam",
                        {"phi0": phi0.to(A.dtype), "estimator": "closed-form"}, model.layer)
 
 
+def _additive_rtol(dtype: torch.dtype) -> float:
+    """The additivity check's relative tolerance: 1e-4, or 64 eps for a float16 / bfloat16 head (its rounding)."""
+    return max(1e-4, 64 * torch.finfo(dtype).eps)
+
+
 def _check_additive(model: SplitModel, b: int, c: int, z: Tensor, moved: Tensor, summed: Tensor, full: float,
-                    empty: float, total: float) -> None:
+                    empty: float, total: float, rtol: float = 1e-4) -> None:
     """Raise NotAdditiveError unless ``v(S) - v(0) == sum_{k in S} phi_k`` on each checked coalition
-    and ``v(0) + sum_k phi_k == F^c(A)`` (the full coalition), within 1e-4 of the logits' scale + 1e-5."""
+    and ``v(0) + sum_k phi_k == F^c(A)`` (the full coalition), within ``rtol`` of the logits' scale + 1e-5
+    (:func:`_additive_rtol`: 1e-4, wider for a float16 / bfloat16 head)."""
     scale = max(abs(full - empty), abs(full), abs(empty), float(moved.abs().max()) if len(moved) else 0.0)
-    tol = 1e-4 * scale + 1e-5
+    tol = rtol * scale + 1e-5
     worst = float((moved - summed).abs().max()) if len(moved) else 0.0
     what = None
     if not worst <= tol:

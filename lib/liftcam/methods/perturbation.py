@@ -5,6 +5,7 @@ pixel space and runs the whole model, in chunks of ``batch_size`` perturbed inpu
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -151,6 +152,11 @@ def lime_cam(batch: Batch, *, n_samples: int | None = None, seed: int = 0, batch
 
     A = batch.activations
     B, K, h, w = A.shape
+    if n_samples is None:
+        n_samples = K
+    elif isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+        raise ValueError(f"n_samples must be a positive int (coalitions per image) or None (K = {K}, the "
+                         f"authors' setting), got {n_samples!r}")
     mask = torch.arange(K, device=A.device).view(1, K, 1, 1).expand(1, K, h, w)
     lime = Lime(batch.head)
     devices = [A.device] if A.device.type == "cuda" else []
@@ -159,6 +165,6 @@ def lime_cam(batch: Batch, *, n_samples: int | None = None, seed: int = 0, batch
         with torch.random.fork_rng(devices=devices), numpy_seed(seed):   # the caller's RNGs are left as they were
             torch.manual_seed(seed)
             out[b] = lime.attribute(A[b:b + 1], baselines=0.0, target=int(batch.targets[b]),
-                                    feature_mask=mask, n_samples=n_samples or K,
+                                    feature_mask=mask, n_samples=int(n_samples),
                                     perturbations_per_eval=batch_size, return_input_shape=False)[0]
     return out

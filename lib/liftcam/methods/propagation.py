@@ -105,6 +105,31 @@ def _classify(op: str, target, module, n_varying: int, varying_divisor: bool) ->
     return "linear"
 
 
+def _same_padding(module) -> bool:
+    """timm's ``MaxPool2dSame``: max pooling after 'same' padding with -inf, computed in its own forward."""
+    return type(module).__name__ == "MaxPool2dSame" and isinstance(module, nn.MaxPool2d)
+
+
+def _same_indices(module, t: Tensor) -> Tensor:
+    """The winners of ``MaxPool2dSame`` as indices into the unpadded t (B, K, H, W): the padding is -inf and never wins."""
+    from timm.layers.padding import pad_same
+
+    padded = pad_same(t, module.kernel_size, module.stride, module.dilation, value=-float("inf"))
+    _, idx = F.max_pool2d(padded, module.kernel_size, module.stride, 0, module.dilation, ceil_mode=module.ceil_mode,
+                          return_indices=True)
+    (H, W), (Hp, Wp) = t.shape[-2:], padded.shape[-2:]
+    row, col = idx // Wp - (Hp - H) // 2, idx % Wp - (Wp - W) // 2
+    return row * W + col
+
+
+def _batch_statistics(head: nn.Module) -> list[str]:
+    """The head's normalisation layers that use the statistics of the batch in eval mode
+    (``BatchNorm2d(track_running_stats=False)``): their output depends on the other rows."""
+    return [n for n, m in head.named_modules() if isinstance(m, nn.modules.batchnorm._NormBase)
+            and not isinstance(m, nn.modules.instancenorm._InstanceNorm)
+            and (m.training or m.running_mean is None)]
+
+
 def _is_lrp_layer(op: str, target, module) -> bool:
     if op == "call_module":
         return isinstance(module, LRP_LAYER_MODULES)
@@ -141,10 +166,12 @@ class _Propagator(fx.Interpreter):
 
     def _dispatch(self, op, target, args, kwargs, module, fn):
         n = self._node
-        varying = [a for a in n.args if isinstance(a, fx.Node) and a in self.varying]
-        varying += [a for a in n.kwargs.values() if isinstance(a, fx.Node) and a in self.varying]
+        # only tensors vary with the maps: ints read from their shape (x.shape[1], h * w) are constants
+        tensor = lambda a, v: isinstance(a, fx.Node) and a in self.varying and isinstance(v, Tensor)  # noqa: E731
+        varying = [a for a, v in zip(n.args, args) if tensor(a, v)]
+        varying += [a for k, a in n.kwargs.items() if tensor(a, kwargs.get(k))]
         divisor = n.args[1] if len(n.args) > 1 else None
-        kind = _classify(op, target, module, len(varying), isinstance(divisor, fx.Node) and divisor in self.varying)
+        kind = _classify(op, target, module, len(varying), len(args) > 1 and tensor(divisor, args[1]))
         if kind == "other" and _identity_in_eval(op, target, module, args, kwargs):
             kind = "linear"
         if not varying:
@@ -239,6 +266,8 @@ class _Propagator(fx.Interpreter):
     def _indices(target, module, args, kwargs):
         """t -> the argmax index of each pooling window of t (as the pooling would pick it)."""
         if module is not None:
+            if _same_padding(module):
+                return lambda t: _same_indices(module, t)
             if isinstance(module, nn.AdaptiveMaxPool2d):
                 return lambda t: F.adaptive_max_pool2d(t, module.output_size, return_indices=True)[1]
             return lambda t: F.max_pool2d(t, module.kernel_size, module.stride, module.padding, module.dilation,
@@ -309,7 +338,13 @@ def deeplift_contributions(batch: Batch, *, rtol: float = 1e-4) -> tuple[Tensor,
     bad = error > completeness_tolerance(contributions, delta, rtol)
     if bad.any():
         i = int(bad.nonzero()[0])
-        if unhandled:
+        batch_stats = _batch_statistics(batch.head)
+        if batch_stats:
+            why = (f"The head normalises with the statistics of the batch ({', '.join(batch_stats)}: a batch norm "
+                   "with track_running_stats=False, or in training mode), so the zero reference row, run in the "
+                   "same batch, changes the inputs' values. Give those layers running statistics "
+                   "(track_running_stats=True, trained) or split at a layer after them")
+        elif unhandled:
             why = (f"These operations of the head have no DeepLIFT rule (they fell back to plain gradients): "
                    f"{', '.join(dict.fromkeys(unhandled))}. Choose a layer whose head uses only linear "
                    "operations, element-wise non-linearities, max-pooling and products")

@@ -89,8 +89,9 @@ def _inference(model):
         yield
 
 
-def _probabilities(model, x: Tensor, t: Tensor, all_targets: Tensor) -> Tensor:
-    """Softmax probability of class ``t`` (n,) on images ``x`` (n, 3, H, W), float64 on the CPU."""
+def _probabilities(model, x: Tensor, t: Tensor, all_targets: Tensor, *, log: bool = False) -> Tensor:
+    """Softmax probability of class ``t`` (n,) on images ``x`` (n, 3, H, W), float64 on the CPU
+    (``log``: its logarithm, finite where the probability underflows to 0)."""
     logits = model(x)
     if not isinstance(logits, Tensor) or logits.dim() != 2 or logits.shape[0] != len(x):
         shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
@@ -101,7 +102,8 @@ def _probabilities(model, x: Tensor, t: Tensor, all_targets: Tensor) -> Tensor:
         raise ValueError(f"target class {all_targets[bad][0].item()} is out of range for the model's output: it has "
                          f"{C} classes (0..{C - 1}); pass class indices of this model")
     # float64 softmax: probabilities near 0 or 1 keep their digits for the ratios and AUCs.
-    return logits.double().softmax(1).gather(1, t.view(-1, 1).to(logits.device)).squeeze(1).cpu()
+    p = logits.double().log_softmax(1) if log else logits.double().softmax(1)
+    return p.gather(1, t.view(-1, 1).to(logits.device)).squeeze(1).cpu()
 
 
 def _out(v: Tensor) -> Tensor:

@@ -7,6 +7,7 @@ with one forward pass for the unperturbed images.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -42,7 +43,7 @@ def average_drop(model, images: Tensor, maps: Tensor, targets, *, batch_size: in
         tensor([50.])
     """
     Y, O = _confidences(model, images, maps, targets, batch_size, keep=True)
-    return _out(_average_drop(Y, O))
+    return _out(_average_drop(Y.exp(), O.exp()))
 
 
 def increase_in_confidence(model, images: Tensor, maps: Tensor, targets, *, batch_size: int | None = None) -> Tensor:
@@ -57,7 +58,7 @@ def increase_in_confidence(model, images: Tensor, maps: Tensor, targets, *, batc
         tensor([100.])
     """
     Y, O = _confidences(model, images, maps, targets, batch_size, keep=True)
-    return _out(_increase(Y, O))
+    return _out(_increase(Y.exp(), O.exp()))
 
 
 def average_drop_in_deletion(model, images: Tensor, maps: Tensor, targets, *,
@@ -87,21 +88,31 @@ def _increase(Y: Tensor, O: Tensor) -> Tensor:
     return 100 * (Y < O).double()
 
 
-def _drop_in_deletion(Y: Tensor, D: Tensor) -> Tensor:
-    """ADD's formula: 100 (Y - D) / Y."""
-    return 100 * (Y - D) / Y
+def _drop_in_deletion(log_Y: Tensor, log_D: Tensor) -> Tensor:
+    """ADD's formula, 100 (Y - D) / Y = -100 expm1(log D - log Y), from the log-probabilities: finite where Y
+    underflows to 0 (a target logit hundreds below the largest). NaN, with a warning, where even the ratio
+    D / Y overflows float64 (D / Y > 1e308: the value is below -1e310 %)."""
+    add = -100 * torch.expm1(log_D - log_Y)
+    bad = ~torch.isfinite(add)
+    if bad.any():
+        warnings.warn(f"ADD is undefined for image(s) {bad.nonzero().flatten().tolist()[:10]}: the target's probability "
+                      f"on the image (log {log_Y[bad][0].item():.4g}) is so far below that on the deleted image "
+                      f"(log {log_D[bad][0].item():.4g}) that the ratio overflows; those values are NaN", stacklevel=3)
+        add = torch.where(bad, torch.full_like(add, float("nan")), add)
+    return add
 
 
 def _confidences(model, images, maps, targets, batch_size, *, keep: bool) -> tuple[Tensor, Tensor]:
-    """(Y, P) float64 (B,): target probability on the images and on ``maps * x`` (keep) or ``(1 - maps) * x``."""
+    """(log Y, log P) float64 (B,): log target probability on the images and on ``maps * x`` (keep) or
+    ``(1 - maps) * x``."""
     images, maps, targets = _prepare(model, images, maps, targets)
     _check_batch_size(batch_size)
     Y, P = [], []
     with _inference(model):
         for sl in chunks(len(images), batch_size):
             x, m = images[sl], maps[sl][:, None]                     # (n, 3, H, W), (n, 1, H, W)
-            Y.append(_probabilities(model, x, targets[sl], targets))
-            P.append(_probabilities(model, x * (m if keep else 1 - m), targets[sl], targets))
+            Y.append(_probabilities(model, x, targets[sl], targets, log=True))
+            P.append(_probabilities(model, x * (m if keep else 1 - m), targets[sl], targets, log=True))
     return torch.cat(Y), torch.cat(P)
 
 
@@ -244,10 +255,11 @@ def faithfulness(model, images: Tensor, maps: Tensor, targets, *, pixels_per_ste
         # the image, the map kept and the map removed go through the model in one pass
         for sl in chunks(len(images), None if batch_size is None else max(1, batch_size // 3)):
             x, m, t = images[sl], maps[sl][:, None], targets[sl]                  # (n, 3, H, W), (n, 1, H, W)
-            p = _probabilities(model, torch.cat([x, x * m, x * (1 - m)]), t.repeat(3), targets).view(3, -1)
+            p = _probabilities(model, torch.cat([x, x * m, x * (1 - m)]), t.repeat(3), targets, log=True).view(3, -1)
             Y.append(p[0]), O.append(p[1]), D.append(p[2])
     Y, O, D = torch.cat(Y), torch.cat(O), torch.cat(D)
-    out = {"AD": _out(_average_drop(Y, O)), "IC": _out(_increase(Y, O)), "ADD": _out(_drop_in_deletion(Y, D))}
+    out = {"AD": _out(_average_drop(Y.exp(), O.exp())), "IC": _out(_increase(Y.exp(), O.exp())),
+           "ADD": _out(_drop_in_deletion(Y, D))}
     H, W = images.shape[-2:]
     p = W if pixels_per_step is None else pixels_per_step
     for name, curve in [("deletion", lambda sl: deletion(model, images[sl], maps[sl], targets[sl], pixels_per_step=p,

@@ -56,6 +56,10 @@ def summarize(values, *, n_boot: int = 1000, ci: float = 0.95, seed: int = 0, cl
         >>> summarize(torch.tensor([2.0, 2.0, float("nan")]))
         {'mean': 2.0, 'low': 2.0, 'high': 2.0, 'n': 2, 'n_nan': 1}
     """
+    v = np.asarray(values.detach().cpu() if isinstance(values, Tensor) else values, dtype=np.float64)
+    if np.isinf(v).any():                       # a mean of -inf and a NaN interval would be passed on quietly
+        raise ValueError(f"values hold {int(np.isinf(v).sum())} infinite value(s): a metric divided by zero; "
+                         "pass NaN for an undefined case (it is left out and counted in n_nan)")
     s, _ = _summary(values, n_boot, ci, seed, clusters)
     return s
 
