@@ -465,21 +465,20 @@ def forward(model: SplitModel, images: Tensor, *, batch_size: int | None = None)
     of the model's device), so the memory of the pass is bounded by the chunk, not by B; only A and the
     logits of all B images are kept. Images on the CPU are moved to the device one chunk at a time.
     The images are cast to the model's device and dtype (float64 images for a float32 model, float32
-    for a half or bfloat16 one). The first call verifies the split on the first chunk
-    (:meth:`~liftcam.models.SplitModel.verify`). Errors name the problem: images too small for the
+    for a half or bfloat16 one). Each chunk goes through :meth:`~liftcam.models.SplitModel.verify`, which checks the split
+    once (every chunk where the forward pass changes a view in place). Errors name the problem: images too small for the
     network, a layer whose output is not (B, K, h, w) maps, a model that does not return logits.
     """
     check_images(images)
     size = forward_batch_size(model.device) if batch_size is None else batch_size
-    parts = [_forward_chunk(model, images[c].to(model.device, model.dtype), first=c.start == 0)
-             for c in chunks(len(images), size)]
+    parts = [_forward_chunk(model, images[c].to(model.device, model.dtype)) for c in chunks(len(images), size)]
     if len(parts) == 1:
         return parts[0]
     return torch.cat([a for a, _ in parts]), torch.cat([lg for _, lg in parts])
 
 
-def _forward_chunk(model: SplitModel, images: Tensor, first: bool) -> tuple[Tensor, Tensor]:
-    """(A, logits) of one chunk of images already on the model's device; the split is verified on the first."""
+def _forward_chunk(model: SplitModel, images: Tensor) -> tuple[Tensor, Tensor]:
+    """(A, logits) of one chunk of images already on the model's device, the split verified on it."""
     with evaluating(model), torch.no_grad():
         try:
             A = model.body(images)                                       # (B, K, h, w)
@@ -499,9 +498,8 @@ def _forward_chunk(model: SplitModel, images: Tensor, first: bool) -> tuple[Tens
             shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
             raise ValueError(f"{model.name} returns {shape}, not logits (B, C); wrap it in a module whose "
                              "forward returns the class scores (e.g. the first element of its tuple)")
-        if first:
-            model.verify(images, A=A, logits=logits)
-    return A, logits
+        model.verify(images, A=A, logits=logits)                         # returns at once once verified,
+    return A, logits                                                     # unless the split checks every call
 
 
 def coefficients(batch: Batch, method: str, **options) -> tuple[Tensor, dict]:
