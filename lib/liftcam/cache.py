@@ -82,9 +82,10 @@ def weights_digest(model: nn.Module) -> str:
 
 
 #: a module's own attributes that do not change what it computes (torch's bookkeeping, hooks are not
-#: hashable by content; ``verified`` and ``_reference`` of a SplitModel; fx's graph, hashed as its code)
+#: hashable by content; ``verified``, ``check_every_call`` and ``_reference`` of a SplitModel: how the split is
+#: checked, not what it computes; fx's graph, hashed as its code)
 _NOT_SETTINGS = {"training", "_parameters", "_buffers", "_modules", "_non_persistent_buffers_set", "verified",
-                 "_reference", "categories", "preprocess", "name", "_graph", "_code", "_tracer_cls",
+                 "check_every_call", "_reference", "categories", "preprocess", "name", "_graph", "_code", "_tracer_cls",
                  "_tracer_extras", "meta", "_erased", "_in_spec", "_out_spec", "_lineno_map", "_prologue_start",
                  "_compiled_call_impl"}
 
