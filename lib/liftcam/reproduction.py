@@ -904,7 +904,7 @@ def write_report(claims: list[dict], settings: list[Setting], path, *, claims_fi
 
 
 def _matrix_link(settings: list[Setting], start: Path) -> list[str]:
-    """The verdict matrix (``verdict_matrix.png``, notebook 08's :func:`liftcam.plots.verdict_matrix`) at the top
+    """The verdict matrix (``verdict_matrix.png``, notebook 09's :func:`liftcam.plots.verdict_matrix`) at the top
     of the report, where it lies in the settings' common figures folder; nothing where it does not."""
     if not settings:
         return []
