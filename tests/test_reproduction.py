@@ -414,3 +414,28 @@ def test_beyond_the_paper_reads_road_and_sanity_tables(claims, tmp_path):
     assert "- B: not run." in beyond
     assert "| LIFT-CAM | 1. cosine 0.911, rel. error —, Spearman —; 0.046 s |" in beyond      # approximation_quality.csv
     assert "### Question beyond1 (" in beyond
+
+
+def test_the_report_quotes_the_independent_convergence_check(claims, tmp_path):
+    plain = make_folder(tmp_path / "plain")
+    checked = make_folder(tmp_path / "checked")
+    pd.DataFrame({"method": ["LIFT-CAM", "LRP-CAM"], "cosine at 1024": [0.804, 0.9], "cosine at 4096": [0.914, 0.95],
+                  "cosine at 16384": [0.958, 0.951], "cosine with reference": [0.97, 0.96],
+                  "seed error at largest": [0.004, 0.004], "still rising": [True, False], "reference nsamples": 65536,
+                  "reference seeds": 4, "reference own error": 0.0123, "ground truth vs reference": 0.0456,
+                  "ground truth own error": 0.0321}).set_index("method").to_csv(checked / "shap_reference.csv")
+    assert "shap_reference" in rp.TABLES
+    text = rp.write_report(claims, rp.read_settings({"plain": plain, "checked": checked}), tmp_path / "R.md", n_boot=50)
+    claim2 = text.split("## Claim 2:")[1].split("\n## ")[0]
+    assert ("checked: " in claim2 and "reference: nsamples = 65536, mean of 4 seed(s)" in claim2
+            and "an own error of 0.012 and the ground truth an error of 0.046 against it" in claim2)
+    assert ("still rises at the largest budget (nsamples = 16384) for LIFT-CAM (cosine 0.914 → 0.958): "
+            "for these the ground truth has not converged" in claim2)
+    assert "LRP-CAM (cosine" not in claim2                               # it does not rise
+    plain_caveat = claim2.split("plain: ")[1].split("; checked: ")[0]
+    assert "convergence check" not in plain_caveat                     # nothing said where the table is absent
+    assert rp.reference_check(rp.read_setting(plain)[0]) == ""
+    # no method rising: said so
+    pd.read_csv(checked / "shap_reference.csv").assign(**{"still rising": False}).to_csv(
+        checked / "shap_reference.csv", index=False)
+    assert "no method's agreement with the estimate still rises" in rp.reference_check(rp.read_setting(checked)[0])

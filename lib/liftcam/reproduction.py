@@ -37,7 +37,7 @@ from .models import CONTROLLED_MODELS, MODELS
 from .plots import label
 
 __all__ = ["MIN_N", "TIME_FACTOR", "RULES", "VERDICTS", "TABLES", "Setting", "read_claims", "read_setting",
-           "read_settings", "decide", "claim_kind", "ground_truth_error", "comparisons", "claim_verdict",
+           "read_settings", "decide", "claim_kind", "ground_truth_error", "reference_check", "comparisons", "claim_verdict",
            "verdicts", "verdict_table", "write_report", "seconds_per_image", "outcome_lines", "write_outcome",
            "OUTCOME_MARKERS", "family_arguments"]
 
@@ -97,13 +97,14 @@ TABLES = {
     "approximation_per_image": "approximation_vs_time.data.csv",
     "shap_convergence": "shap_convergence.data.csv",
     "shap_ground_truth": "shap_ground_truth.csv",
+    "shap_reference": "shap_reference.csv",
     "toy_agreement": "toy_agreement.csv",
 }
 #: which tables and figures each kind of claim stands on (links of the report, in this order)
 EVIDENCE = {
     "faithfulness": ["faithfulness_claims.md", "faithfulness.md", "faithfulness_curves.png"],
     "approximation": ["approximation_claims.md", "approximation_quality.md", "approximation_vs_time.png", "cost.md",
-                      "shap_ground_truth.md",
+                      "shap_ground_truth.md", "shap_reference.md",
                       "shap_convergence.png", "toy_agreement.md", "toy_agreement_scatter.png"],
     "pointing": ["pointing_game_claims.md", "pointing_game.md", "pointing_game.png"],
     "qualitative": ["qualitative_maps.png"],
@@ -376,6 +377,35 @@ def ground_truth_error(setting: Setting) -> dict | None:
     return {"nsamples": nsamples, "reference": prov.get("parameters", {}).get("convergence_reference"),
             "cosine": cos, "relative": float(at["vs reference"].median()), "seed_to_seed": float(seed),
             "n": len(at), "margin": 1.0 - cos}
+
+
+def reference_check(setting: Setting) -> str:
+    """The sentence of the report on notebook 02's independent convergence check (``shap_reference.csv``).
+
+    Quotes the reference's own error, the ground truth's measured error against it (both median
+    relative L2 errors) and the methods whose agreement with the estimate still rises at the largest
+    budget by more than its seed error (``liftcam.shapley.still_rising``); "" when the table is absent.
+    """
+    ref = setting.tables.get("shap_reference")
+    if ref is None or ref.empty:
+        return ""
+    first = ref.iloc[0]
+    budgets = sorted(int(str(c).rsplit(" ", 1)[1]) for c in ref.columns if str(c).startswith("cosine at "))
+    text = (f"the independent convergence check (reference: nsamples = {_fmt(first.get('reference nsamples'))}, mean of "
+            f"{_fmt(first.get('reference seeds'))} seed(s) that the ground truth does not use) gives the reference an own "
+            f"error of {_fmt(first.get('reference own error'))} and the ground truth an error of "
+            f"{_fmt(first.get('ground truth vs reference'))} against it (median relative errors)")
+    rising = ref[ref["still rising"].astype(str).str.lower() == "true"] if "still rising" in ref else ref.iloc[:0]
+    names = rising["method"] if "method" in rising else rising.index
+    if not budgets:
+        return text
+    top = f"nsamples = {budgets[-1]}"
+    if rising.empty:
+        return text + f"; no method's agreement with the estimate still rises at the largest budget ({top})"
+    steps = [" → ".join(_fmt(r[f"cosine at {b}"]) for b in budgets[-2:]) for _, r in rising.iterrows()]
+    return (text + f"; the agreement with the estimate still rises at the largest budget ({top}) for "
+            + ", ".join(f"{m} (cosine {st})" for m, st in zip(names, steps))
+            + ": for these the ground truth has not converged")
 
 
 def _fmt(v, digits: int = 3) -> str:
@@ -790,6 +820,8 @@ def _claim_section(claim: dict, settings: list[Setting], table: pd.DataFrame, st
                          f"smaller than {_fmt(gt['margin'])} are within its error")
             else:
                 text += "; the ground truth's own error is unknown (no convergence study at this budget)"
+            check = reference_check(s)
+            text += f"; {check}" if check else ""
             toy = s.tables.get("toy_agreement")
             if toy is not None:
                 t = toy.set_index("method")
