@@ -523,3 +523,16 @@ def test_compare_by_hand():
     assert compare([5.0], [1.0], min_n=1)["better"] is True
     with pytest.raises(ValueError, match="same length"):
         compare([1.0, 2.0], [1.0])
+
+
+def test_count_empty_maps_counts_the_all_zero_maps():
+    maps = torch.rand(6, 4, 5) + 0.1
+    maps[[1, 4]] = 0.0                                  # two empty maps
+    maps[2, 0, 0] = -0.0                                # a map with one signed zero is still not empty
+    maps[3] = 0.0
+    maps[3, 2, 3] = 1e-30                               # one tiny value: not empty
+    maps[5] = float("nan")                              # not run: not empty
+    assert metrics.count_empty_maps(maps) == 2
+    assert metrics.count_empty_maps(torch.zeros(3, 2, 2)) == 3 and metrics.count_empty_maps(torch.zeros(0, 2, 2)) == 0
+    with pytest.raises(ValueError, match=r"\(n, H, W\)"):
+        metrics.count_empty_maps(torch.zeros(4))

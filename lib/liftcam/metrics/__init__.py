@@ -32,7 +32,16 @@ Inputs shared by the faithfulness metrics:
     >>> summarize(torch.tensor([1.0, 2.0, float("nan")]))["n_nan"]
     1
 """
-from .agreement import AGREEMENT, agreement_per_image, cosine_similarity, reference_error, relative_error, spearman, top_k_overlap
+from .agreement import (
+                           AGREEMENT,
+                           agreement_per_image,
+                           cosine_similarity,
+                           count_empty_maps,
+                           reference_error,
+                           relative_error,
+                           spearman,
+                           top_k_overlap,
+)
 from .checks import TOLERANCE
 from .faithfulness import (  # noqa: F401
                            DEFAULT_BATCH_SIZE,
@@ -62,13 +71,13 @@ from .statistics import (
                            sign_flip_test,
                            smallest_p,
                            summarize,
-    tied_by_maps,
+                           tied_by_maps,
 )
 
 __all__ = [
     "Curves", "average_drop", "increase_in_confidence", "average_drop_in_deletion", "deletion",
     "insertion", "energy_pointing_game", "cosine_similarity", "relative_error", "agreement_per_image",
-    "reference_error", "AGREEMENT", "spearman", "top_k_overlap", "summarize",
+    "reference_error", "count_empty_maps", "AGREEMENT", "spearman", "top_k_overlap", "summarize",
     "faithfulness", "step_sensitivity", "HIGHER_IS_BETTER", "compare", "compare_family", "MIN_N", "MIN_CLUSTERS", "holm",
     "sign_flip_test", "smallest_p", "clusters_needed", "decide", "tied_by_maps",
     "TOLERANCE", "DEFAULT_BATCH_SIZE", "road", "noisy_linear_imputation",

@@ -104,6 +104,20 @@ EXACT_ERROR = 1e-5
 AGREEMENT = {"relative error": False, "cosine": True, "spearman": True, "top-k overlap": True}
 
 
+def count_empty_maps(maps) -> int:
+    """How many of ``maps`` (n, H, W), one per scored image, are empty (all zero): the count every table shows.
+
+    An empty map is scored, never dropped (docs/paper.md); the count says how much of a method's score
+    rests on images it explains with nothing. A NaN map (not run) is not empty.
+    """
+    maps = torch.as_tensor(maps)
+    if maps.dim() < 2:
+        raise ValueError(f"maps must be (n, H, W) or (n, K), one per image, got shape {tuple(maps.shape)}")
+    if len(maps) == 0:
+        return 0
+    return int((maps.detach().flatten(1).abs().amax(1) == 0).sum())
+
+
 def agreement_per_image(coefficients: dict, reference: Tensor, *, top_k: int = 10, names=None):
     """Every method's agreement with a reference, per image: a DataFrame indexed by (method, image).
 
