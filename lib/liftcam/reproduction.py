@@ -391,10 +391,14 @@ def reference_check(setting: Setting) -> str:
         return ""
     first = ref.iloc[0]
     budgets = sorted(int(str(c).rsplit(" ", 1)[1]) for c in ref.columns if str(c).startswith("cosine at "))
-    text = (f"the independent convergence check (reference: nsamples = {_fmt(first.get('reference nsamples'))}, mean of "
-            f"{_fmt(first.get('reference seeds'))} seed(s) that the ground truth does not use) gives the reference an own "
-            f"error of {_fmt(first.get('reference own error'))} and the ground truth an error of "
-            f"{_fmt(first.get('ground truth vs reference'))} against it (median relative errors)")
+    seeds, own = first.get("reference seeds"), first.get("reference own error")
+    if pd.isna(first.get("reference nsamples")) or not seeds:          # notebook 02 checked against the exact values
+        text = "the convergence check against the exact Shapley values (no error of their own) gives the ground truth"
+    else:
+        text = (f"the independent convergence check (reference: nsamples = {_fmt(first.get('reference nsamples'))}, mean "
+                f"of {_fmt(seeds)} seed(s) that no estimate uses) gives the reference an own error of "
+                + ("unknown (one seed)" if pd.isna(own) else _fmt(own)) + " and the ground truth")
+    text += f" an error of {_fmt(first.get('ground truth vs reference'))} against it (median relative errors)"
     rising = ref[ref["still rising"].astype(str).str.lower() == "true"] if "still rising" in ref else ref.iloc[:0]
     names = rising["method"] if "method" in rising else rising.index
     if not budgets:
