@@ -16,7 +16,7 @@ import liftcam
 from liftcam import cache, core
 from liftcam.explaining import explain_cached
 from liftcam.methods.propagation import CompletenessError
-from liftcam.metrics import average_drop_in_deletion, faithfulness, summarize
+from liftcam.metrics import average_drop_in_deletion, energy_pointing_game, faithfulness, summarize
 from liftcam.models import SplitError, split
 from liftcam.shapley import closed_form_shapley, exact_ground_truth
 
@@ -483,3 +483,36 @@ def test_explain_leaves_no_warning_on_the_happy_path():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         liftcam.explain(net_with_head(), images(), "lift-cam", layer="1")
+
+
+def test_pointing_game_boxes_as_arrays_read_the_first_axis_as_images():
+    maps = torch.tensor([[[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]], [[0.25, 0.0, 0.0], [0.0, 0.0, 0.75]]])  # (2, 2, 3)
+    want = energy_pointing_game(maps, [[(2, 0, 3, 1)], [(2, 1, 3, 2)]])                            # 1/2 and 3/4
+    torch.testing.assert_close(want, torch.tensor([0.5, 0.75]))
+    for boxes in [np.array([[2, 0, 3, 1], [2, 1, 3, 2]]), torch.tensor([[2, 0, 3, 1], [2, 1, 3, 2]]),
+                  np.array([[[2, 0, 3, 1]], [[2, 1, 3, 2]]]), [np.array([[2, 0, 3, 1]]), np.array([[2, 1, 3, 2]])]]:
+        torch.testing.assert_close(energy_pointing_game(maps, boxes), want)
+    # one image's boxes as a (n, 4) array: image 0's two boxes hold 1 of its 2
+    torch.testing.assert_close(energy_pointing_game(maps[:1], [np.array([[2, 0, 3, 1], [0, 0, 1, 1]])]),
+                               torch.tensor([0.5]))
+    with pytest.raises(ValueError, match=r"must be \(1, 4\).*\(1, n, 4\).*shape \(2, 4\)"):
+        energy_pointing_game(maps[:1], np.array([[2, 0, 3, 1], [0, 0, 1, 1]]))     # 2 boxes, 1 map: refused
+    with pytest.raises(ValueError, match=r"one list of .* per map: 2 maps, got 1 \(a list\)"):
+        energy_pointing_game(maps, [np.array([[2, 0, 3, 1]])])
+
+
+def test_images_the_head_cannot_take_are_named_with_their_size():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 16 * 16, 3)).eval()
+    s = split(net, "1", example=images(1))
+    with pytest.raises(ValueError, match=r"images of 24 x 20 pixels .*resize the images .*model.preprocess"):
+        liftcam.explain(s, torch.rand(2, 3, 20, 24))
+    with pytest.raises(ValueError, match=r"images of 24 x 20 pixels"):
+        liftcam.explain(net, torch.rand(2, 3, 20, 24), layer="1")
+
+    def broken(*_):
+        raise RuntimeError("something else")
+
+    s.head.register_forward_hook(broken)               # another RuntimeError of the head propagates as it is
+    with pytest.raises(RuntimeError, match="something else"):
+        core._forward_chunk(s, images(1))

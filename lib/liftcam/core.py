@@ -493,13 +493,31 @@ def _forward_chunk(model: SplitModel, images: Tensor) -> tuple[Tensor, Tensor]:
             raise ValueError(f"layer {model.layer!r} outputs {shape}, not activation maps (B, K, h, w): a CAM needs "
                              "a convolutional layer; split the model at a conv block (e.g. the last one before "
                              "pooling), not at the classifier")
-        logits = model.head(A)                                            # (B, C)
+        try:
+            logits = model.head(A)                                        # (B, C)
+        except RuntimeError as e:
+            if not _is_shape_mismatch(e):
+                raise
+            H, W = images.shape[-2:]
+            raise ValueError(f"images of {W} x {H} pixels (width x height) give maps {tuple(A.shape[-2:])} at layer "
+                             f"{model.layer!r}, but the head of {model.name} expects maps of the size the network was "
+                             f"built for ({str(e).splitlines()[0][:200]}); resize the images to the network's input "
+                             "size (model.preprocess does)") from None
         if not isinstance(logits, Tensor) or logits.dim() != 2:
             shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
             raise ValueError(f"{model.name} returns {shape}, not logits (B, C); wrap it in a module whose "
                              "forward returns the class scores (e.g. the first element of its tuple)")
         model.verify(images, A=A, logits=logits)                         # returns at once once verified,
     return A, logits                                                     # unless the split checks every call
+
+
+#: what torch says when a layer gets a tensor of another size than it was built for (Linear, matmul, view)
+_SHAPE_MISMATCH = ("shapes cannot be multiplied", "size mismatch", "is invalid for input of size")
+
+
+def _is_shape_mismatch(e: RuntimeError) -> bool:
+    """Whether ``e`` is torch refusing a tensor of the wrong size (not any other failure of the head)."""
+    return any(m in str(e) for m in _SHAPE_MISMATCH)
 
 
 def coefficients(batch: Batch, method: str, **options) -> tuple[Tensor, dict]:

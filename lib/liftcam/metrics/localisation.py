@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -19,7 +20,9 @@ def energy_pointing_game(maps: Tensor, boxes: Sequence, *, empty: str = "box sha
     Wang et al., "Score-CAM" (CVPR-W 2020): ``Proportion = sum_{(i,j) in bbox} E(i,j) /
     sum_{(i,j)} E(i,j)``. ``boxes[b]`` is a list of ``(x1, y1, x2, y2)`` in map pixels: x is the
     column, y the row, ends exclusive, so a box covers ``map[y1:y2, x1:x2]`` (Score-CAM's released
-    code indexes rows by x; we do not). Several boxes count as their union (a pixel inside two
+    code indexes rows by x; we do not); ``boxes[b]`` may be an (n, 4) array, and ``boxes`` one array whose first
+    axis is the images: (B, 4) one box per image, (B, n, 4) n per image (an (n, 4) array with n != B is
+    refused, never read as one image's boxes). Several boxes count as their union (a pixel inside two
     boxes counts once). Boxes are clipped to the map; an empty, inverted or wholly outside box is
     a ValueError (as in :func:`liftcam.data.image_set`). An image without boxes gives NaN (nothing
     to point at; :func:`summarize` skips NaN).
@@ -38,10 +41,12 @@ def energy_pointing_game(maps: Tensor, boxes: Sequence, *, empty: str = "box sha
     """
     maps = _check_maps(maps)
     B, H, W = maps.shape
-    if isinstance(boxes, Tensor) or not isinstance(boxes, Sequence) or len(boxes) != B:
-        n = len(boxes) if hasattr(boxes, "__len__") else type(boxes).__name__
-        raise ValueError(f"boxes must be a list with one list of (x1, y1, x2, y2) boxes per map: {B} maps, got {n}; "
-                         "use [] for an image without boxes")
+    if isinstance(boxes, (Tensor, np.ndarray)):
+        boxes = _array_boxes(boxes, B)
+    if not isinstance(boxes, Sequence) or isinstance(boxes, str) or len(boxes) != B:
+        given = f"{len(boxes)} (a {type(boxes).__name__})" if hasattr(boxes, "__len__") else type(boxes).__name__
+        raise ValueError(f"boxes must be a list with one list of (x1, y1, x2, y2) boxes (or one (n, 4) array) per map: "
+                         f"{B} maps, got {given}; use [] for an image without boxes")
     if empty not in EMPTY_RULES:
         raise ValueError(f"empty must be one of {EMPTY_RULES} (what an all-zero map scores), got {empty!r}")
     maps = maps.detach().to("cpu", torch.float64)
@@ -59,6 +64,22 @@ def energy_pointing_game(maps: Tensor, boxes: Sequence, *, empty: str = "box sha
         elif empty != "nan":
             out[i] = inside.double().mean() if empty == "box share" else 0.0
     return _out(out)
+
+
+def _array_boxes(boxes, B: int) -> list:
+    """Boxes given as one array, its first axis the images: (B, 4) is one box per image, (B, n, 4) n per image.
+
+    An (n, 4) array with n != B is refused rather than read as the n boxes of one image: the first axis
+    always counts images, so a batch of the wrong size is never scored against another image's boxes.
+    """
+    a = np.asarray(boxes.detach().cpu() if isinstance(boxes, Tensor) else boxes)
+    if a.ndim == 2 and a.shape == (B, 4):
+        return [[row] for row in a.tolist()]
+    if a.ndim == 3 and a.shape[0] == B and a.shape[2] == 4:
+        return a.tolist()
+    raise ValueError(f"boxes as one array must be ({B}, 4) (one (x1, y1, x2, y2) box per map) or ({B}, n, 4) (n boxes "
+                     f"per map) for {B} maps, got an array of shape {a.shape}; for the boxes of one image give a list "
+                     "with one (n, 4) array per map: [boxes_0, boxes_1, ...]")
 
 
 def _box(box, i: int, H: int, W: int) -> tuple[int, int, int, int]:
