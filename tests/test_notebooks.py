@@ -21,6 +21,9 @@ def test_notebooks_are_found_and_numbered():
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_is_committed_clean_with_a_parameters_cell(notebook):
+    import nbformat
+
+    nbformat.validate(nbformat.read(str(notebook), as_version=nbformat.NO_CONVERT))   # papermill warns otherwise
     nb = json.loads(notebook.read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "strip outputs"
