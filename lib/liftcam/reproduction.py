@@ -384,7 +384,8 @@ def reference_check(setting: Setting) -> str:
 
     Quotes the reference's own error, the ground truth's measured error against it (both median
     relative L2 errors) and the methods whose agreement with the estimate still rises at the largest
-    budget by more than its seed error (``liftcam.shapley.still_rising``); "" when the table is absent.
+    budget by more than its seed error (``liftcam.shapley.still_rising``); where the ground truth is exact,
+    that rise is the sampled estimates' convergence, not the ground truth's. "" when the table is absent.
     """
     ref = setting.tables.get("shap_reference")
     if ref is None or ref.empty:
@@ -392,7 +393,8 @@ def reference_check(setting: Setting) -> str:
     first = ref.iloc[0]
     budgets = sorted(int(str(c).rsplit(" ", 1)[1]) for c in ref.columns if str(c).startswith("cosine at "))
     seeds, own = first.get("reference seeds"), first.get("reference own error")
-    if pd.isna(first.get("reference nsamples")) or not seeds:          # notebook 02 checked against the exact values
+    exact = pd.isna(first.get("reference nsamples")) or not seeds
+    if exact:                                                           # notebook 02 checked against the exact values
         text = "the convergence check against the exact Shapley values (no error of their own) gives the ground truth"
     else:
         text = (f"the independent convergence check (reference: nsamples = {_fmt(first.get('reference nsamples'))}, mean "
@@ -409,7 +411,8 @@ def reference_check(setting: Setting) -> str:
     steps = [" → ".join(_fmt(r[f"cosine at {b}"]) for b in budgets[-2:]) for _, r in rising.iterrows()]
     return (text + f"; the agreement with the estimate still rises at the largest budget ({top}) for "
             + ", ".join(f"{m} (cosine {st})" for m, st in zip(names, steps))
-            + ": for these the ground truth has not converged")
+            + (": these are the KernelSHAP estimates of the study, still approaching the exact values; the ground "
+               "truth itself is exact" if exact else ": for these the ground truth has not converged"))
 
 
 def _fmt(v, digits: int = 3) -> str:
